@@ -1,0 +1,479 @@
+"""The case engine: references, the state machine, staff actions and the audit trail.
+
+Every decision about a case lives here, whatever channel the request came by; Slack, email and
+the CLI only call these functions. Each change of a case writes an event with its actor in the
+same transaction, so the audit trail and the case can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from .config import Settings
+from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
+from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
+
+STATES: tuple[str, ...] = (
+    "received",
+    "awaiting_verification",
+    "verified",
+    "drafted",
+    "approved",
+    "answered",
+    "closed",
+    "rejected",
+)
+# The only moves a case can make; anything else is refused with a reason.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "received": frozenset({"awaiting_verification", "verified", "rejected", "closed"}),
+    "awaiting_verification": frozenset({"verified", "rejected", "closed"}),
+    "verified": frozenset({"drafted", "rejected", "closed"}),
+    "drafted": frozenset({"approved", "verified", "drafted", "rejected", "closed"}),
+    "approved": frozenset({"answered", "drafted", "closed"}),
+    "answered": frozenset({"closed", "drafted"}),
+    "closed": frozenset({"received", "awaiting_verification", "verified"}),
+    "rejected": frozenset({"received", "awaiting_verification", "verified", "closed"}),
+}
+FINISHED_STATES = frozenset({"answered", "closed", "rejected"})
+VERIFICATION_METHODS = ("email_code", "known_channel", "id_document_seen")
+# Intents whose answer discloses nothing about the person: acting on them needs no ID check.
+NO_DISCLOSURE_INTENTS = frozenset({"opt_out"})
+
+
+class CaseError(Exception):
+    """An action the engine refuses; the text is the reason shown to staff (CLI exit 1)."""
+
+
+class CaseNotFound(CaseError):
+    pass
+
+
+# -- references --------------------------------------------------------------------------------
+
+
+def allocate_reference(session: Session, prefix: str, year: int) -> tuple[str, int]:
+    """Next reference for prefix and year, atomically: the upsert row lock serialises creators,
+    so two processes on PostgreSQL (or two writers on SQLite) never get the same number."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = CaseCounter.__table__
+    statement = (
+        insert(table)
+        .values(prefix=prefix, year=year, last=1)
+        .on_conflict_do_update(
+            index_elements=[table.c.prefix, table.c.year], set_={"last": table.c.last + 1}
+        )
+        .returning(table.c.last)
+    )
+    seq = session.execute(statement).scalar_one()
+    return format_reference(prefix, year, seq), seq
+
+
+def format_reference(prefix: str, year: int, seq: int) -> str:
+    return f"{prefix}-{year}-{seq:04d}"
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def record_event(
+    session: Session, case: Case | None, actor: str, kind: str, **detail: Any
+) -> Event:
+    """Append to the audit trail. Detail must never hold message bodies or personal numbers."""
+    event = Event(
+        case_id=case.id if case is not None else None,
+        actor=actor,
+        kind=kind,
+        detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
+    )
+    session.add(event)
+    return event
+
+
+def _move(session: Session, case: Case, to_state: str, actor: str, kind: str, **detail: Any) -> None:
+    allowed = TRANSITIONS.get(case.state, frozenset())
+    if to_state not in allowed:
+        raise CaseError(f"case {case.ref} is {case.state}; it cannot become {to_state}")
+    previous = case.state
+    case.state = to_state
+    case.updated_at = utcnow()
+    session.add(case)
+    record_event(session, case, actor, kind, **{"from": previous, "to": to_state}, **detail)
+
+
+# -- opening ------------------------------------------------------------------------------------
+
+
+def _calendar(settings: Settings) -> Calendar:
+    c = settings.cases
+    return Calendar(c.holiday_country, c.holiday_subdiv, c.extra_closed_dates)
+
+
+def _set_deadlines(case: Case, settings: Settings, start: datetime | None) -> None:
+    """Fill the due dates from the start of the clock, or leave them unknown."""
+    case.clock_start = start
+    if start is None:
+        case.legal_due = case.promised_due = case.due = None
+        case.extension_notice_by = case.extended_due = None
+        return
+    promise = settings.organization(case.org).promise_days
+    d = compute_deadlines(start, promise, _calendar(settings))
+    case.legal_due, case.promised_due = d.legal_due, d.promised_due
+    case.extension_notice_by, case.extended_due = d.extension_notice_by, d.extended_due
+    case.due = d.extended_due if case.extended else d.due
+
+
+def needs_verification(intents: Iterable[str], settings: Settings) -> bool:
+    labels = set(intents)
+    if labels and labels <= NO_DISCLOSURE_INTENTS and settings.cases.opt_out_skips_verification:
+        return False
+    return True
+
+
+def open_case(
+    session: Session,
+    settings: Settings,
+    *,
+    org_id: str,
+    channel: str,
+    received_at: datetime,
+    requester: str | None,
+    requester_name: str | None = None,
+    intents: Iterable[str] = (),
+    language: str | None = None,
+    unclear: bool = False,
+    actor: str = "dsr",
+) -> Case:
+    """Open a case with its reference and due dates, then route it to verification or past it."""
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    org = settings.organization(org_id)
+    labels = list(dict.fromkeys(intents))
+    year = receipt_date(received_at).year
+    ref, seq = allocate_reference(session, settings.cases.reference_prefix, year)
+    case = Case(
+        ref=ref,
+        prefix=settings.cases.reference_prefix,
+        year=year,
+        seq=seq,
+        org=org.id,
+        state="received",
+        intents=json.dumps(labels),
+        language=language or org.language,
+        unclear=unclear,
+        requester=requester.strip().lower() if requester else None,
+        requester_name=requester_name,
+        channel=channel,
+        received_at=received_at.astimezone(timezone.utc),
+    )
+    clock_runs = settings.cases.verification_clock == "runs"
+    _set_deadlines(case, settings, received_at if clock_runs else None)
+    session.add(case)
+    session.flush()
+    record_event(
+        session, case, actor, "opened", channel=channel, org=org.id, intents=labels,
+        language=case.language, due=case.due,
+    )
+    if needs_verification(labels, settings):
+        _move(session, case, "awaiting_verification", actor, "verification_requested")
+    else:
+        case.verification_method = "not_required"
+        if not clock_runs:
+            _set_deadlines(case, settings, received_at)
+        _move(session, case, "verified", actor, "verification_skipped",
+              reason="the request discloses no personal data (opt-out)")
+    if "erasure" in labels:
+        create_erasure_tasks(session, case, org.systems, actor)
+    return case
+
+
+def create_erasure_tasks(session: Session, case: Case, systems: Iterable[str], actor: str) -> None:
+    for system in systems:
+        session.add(ErasureTask(case_id=case.id, system=system))
+    record_event(session, case, actor, "erasure_checklist", systems=list(systems))
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+
+def get_case(session: Session, ref: str, *, for_update: bool = False) -> Case:
+    statement = select(Case).where(Case.ref == ref.strip().upper())
+    if for_update:
+        statement = statement.with_for_update()
+    case = session.execute(statement).scalar_one_or_none()
+    if case is None:
+        raise CaseNotFound(f"no case with reference {ref!r}")
+    return case
+
+
+def list_cases(
+    session: Session, *, state: str | None = None, org: str | None = None
+) -> list[Case]:
+    statement = select(Case)
+    if state:
+        statement = statement.where(Case.state == state)
+    if org:
+        statement = statement.where(Case.org == org)
+    return list(session.execute(statement.order_by(Case.received_at, Case.id)).scalars())
+
+
+# -- staff actions ------------------------------------------------------------------------------
+
+
+def _now(now: datetime | None) -> datetime:
+    return now.astimezone(timezone.utc) if now is not None else utcnow()
+
+
+def verify(
+    session: Session, settings: Settings, ref: str, method: str, by: str,
+    now: datetime | None = None,
+) -> Case:
+    """Record that the requester's identity was checked, and how; never a copy of a document."""
+    if method not in VERIFICATION_METHODS:
+        raise CaseError(
+            f"unknown verification method {method!r} (use one of: {', '.join(VERIFICATION_METHODS)})"
+        )
+    case = get_case(session, ref, for_update=True)
+    if case.verified:
+        raise CaseError(f"case {case.ref} is already verified ({case.verification_method})")
+    if case.state not in ("received", "awaiting_verification"):
+        raise CaseError(f"case {case.ref} is {case.state}; only a case awaiting verification can be verified")
+    moment = _now(now)
+    case.verified = True
+    case.verified_at = moment
+    case.verification_method = method
+    if case.clock_start is None:
+        _set_deadlines(case, settings, moment)
+    _move(session, case, "verified", by, "verified", method=method)
+    return case
+
+
+def extend(
+    session: Session, settings: Settings, ref: str, reason: str, by: str,
+    now: datetime | None = None,
+) -> Case:
+    """Extend by two months (Art. 12(3)); the requester must be told within the first month."""
+    if not reason or not reason.strip():
+        raise CaseError("an extension needs a reason (the requester is told it)")
+    case = get_case(session, ref, for_update=True)
+    if case.state in FINISHED_STATES:
+        raise CaseError(f"case {case.ref} is {case.state}; a finished case cannot be extended")
+    if case.extended:
+        raise CaseError(f"case {case.ref} is already extended to {case.due}")
+    if case.extension_notice_by is None:
+        raise CaseError(f"case {case.ref} has no deadline yet (the clock starts at verification)")
+    today = _now(now).astimezone(OSLO).date()
+    if today > case.extension_notice_by:
+        raise CaseError(
+            f"case {case.ref} can no longer be extended: the requester had to be told by "
+            f"{case.extension_notice_by.isoformat()}"
+        )
+    previous_due = case.due
+    case.extended = True
+    case.extension_reason = reason.strip()
+    case.due = case.extended_due
+    case.updated_at = utcnow()
+    session.add(case)
+    record_event(session, case, by, "extended", reason=case.extension_reason,
+                 previous_due=previous_due, due=case.due)
+    return case
+
+
+def close(session: Session, ref: str, by: str, reason: str | None = None,
+          now: datetime | None = None) -> Case:
+    case = get_case(session, ref, for_update=True)
+    if case.state == "closed":
+        raise CaseError(f"case {case.ref} is already closed")
+    case.closed_at = _now(now)
+    _move(session, case, "closed", by, "closed", **({"reason": reason} if reason else {}))
+    return case
+
+
+def reopen(session: Session, ref: str, by: str, reason: str | None = None) -> Case:
+    """Back to where the work stopped: verification if it never happened, else drafting."""
+    case = get_case(session, ref, for_update=True)
+    if case.state not in ("closed", "rejected"):
+        raise CaseError(f"case {case.ref} is {case.state}; only a closed or rejected case can be reopened")
+    target = "verified" if case.verified or case.verification_method else "awaiting_verification"
+    case.closed_at = None
+    _move(session, case, target, by, "reopened", **({"reason": reason} if reason else {}))
+    return case
+
+
+# -- drafts -------------------------------------------------------------------------------------
+
+
+def add_draft(session: Session, case: Case, *, kind: str, language: str, subject: str,
+              body: str, quoted_sections: Iterable[str] = (), actor: str = "dsr") -> Draft:
+    """A new draft supersedes any pending one; a verified case moves to drafted."""
+    for old in session.execute(
+        select(Draft).where(Draft.case_id == case.id, Draft.state == "pending")
+    ).scalars():
+        old.state = "superseded"
+        session.add(old)
+    draft = Draft(case_id=case.id, kind=kind, language=language, subject=subject, body=body,
+                  quoted_sections=json.dumps(list(quoted_sections)))
+    session.add(draft)
+    session.flush()
+    if case.state in ("verified", "drafted", "approved", "answered"):
+        _move(session, case, "drafted", actor, "drafted", draft=draft.id, draft_kind=kind)
+    else:
+        record_event(session, case, actor, "drafted", draft=draft.id, draft_kind=kind)
+    return draft
+
+
+def pending_draft(session: Session, case: Case) -> Draft:
+    draft = session.execute(
+        select(Draft).where(Draft.case_id == case.id, Draft.state == "pending")
+        .order_by(Draft.id.desc()).with_for_update()
+    ).scalars().first()
+    if draft is None:
+        raise CaseError(f"case {case.ref} has no draft waiting for review")
+    return draft
+
+
+def approve_draft(session: Session, ref: str, by: str, edited_body: str | None = None,
+                  now: datetime | None = None) -> Draft:
+    """Staff approval; a reply that discloses anything needs a verified requester first."""
+    case = get_case(session, ref, for_update=True)
+    draft = pending_draft(session, case)
+    if case.state != "drafted":
+        raise CaseError(f"case {case.ref} is {case.state}; verify the requester before approving a reply")
+    if draft.kind == "erasure":
+        open_tasks = [t.system for t in erasure_tasks(session, case) if t.state == "pending"]
+        if open_tasks:
+            raise CaseError(
+                f"case {case.ref}: settle the erasure in every system first (open: {', '.join(open_tasks)})"
+            )
+    if edited_body is not None:
+        if not edited_body.strip():
+            raise CaseError("the edited reply is empty")
+        draft.body = edited_body
+    draft.state = "approved"
+    draft.decided_at = _now(now)
+    draft.decided_by = by
+    session.add(draft)
+    _move(session, case, "approved", by, "approved", draft=draft.id, edited=edited_body is not None)
+    return draft
+
+
+def reject_draft(session: Session, ref: str, reason: str, by: str,
+                 now: datetime | None = None) -> Draft:
+    """Rejecting the drafted reply rejects the request; the reason goes to the requester."""
+    if not reason or not reason.strip():
+        raise CaseError("a rejection needs a reason (it is shown to the requester)")
+    case = get_case(session, ref, for_update=True)
+    draft = pending_draft(session, case)
+    draft.state = "rejected"
+    draft.reason = reason.strip()
+    draft.decided_at = _now(now)
+    draft.decided_by = by
+    session.add(draft)
+    _move(session, case, "rejected", by, "rejected", draft=draft.id, reason=draft.reason)
+    return draft
+
+
+def erasure_tasks(session: Session, case: Case) -> list[ErasureTask]:
+    return list(session.execute(
+        select(ErasureTask).where(ErasureTask.case_id == case.id).order_by(ErasureTask.id)
+    ).scalars())
+
+
+def settle_erasure(session: Session, ref: str, system: str, outcome: str, by: str,
+                   law: str | None = None, note: str | None = None) -> ErasureTask:
+    """Tick one system as erased, or as kept by law (the law must be named)."""
+    if outcome not in ("done", "kept"):
+        raise CaseError("an erasure task is settled as 'done' or 'kept'")
+    if outcome == "kept" and not (law and law.strip()):
+        raise CaseError("data kept by law must name the law (e.g. bokføringsloven)")
+    case = get_case(session, ref, for_update=True)
+    for task in erasure_tasks(session, case):
+        if task.system.lower() == system.strip().lower():
+            task.state, task.law, task.note = outcome, (law or None), note
+            task.settled_by, task.settled_at = by, utcnow()
+            session.add(task)
+            record_event(session, case, by, f"erasure_{outcome}", system=task.system, law=law)
+            return task
+    raise CaseError(f"case {case.ref} has no erasure task for system {system!r}")
+
+
+# -- presentation ---------------------------------------------------------------------------------
+
+
+def _iso(d: date | datetime | None) -> str | None:
+    return d.isoformat() if d is not None else None
+
+
+def days_left(case: Case, today: date | None = None) -> int | None:
+    if case.due is None or case.state in FINISHED_STATES:
+        return None
+    today = today or datetime.now(OSLO).date()
+    return (case.due - today).days
+
+
+def case_summary(case: Case) -> dict[str, Any]:
+    """The JSON shape of a case that operators script against (DESIGN.md)."""
+    return {
+        "ref": case.ref,
+        "org": case.org,
+        "state": case.state,
+        "intents": json.loads(case.intents),
+        "unclear": case.unclear,
+        "language": case.language,
+        "requester": case.requester,
+        "requester_name": case.requester_name,
+        "channel": case.channel,
+        "received_at": _iso(case.received_at),
+        "due": _iso(case.due),
+        "legal_due": _iso(case.legal_due),
+        "promised_due": _iso(case.promised_due),
+        "extension_notice_by": _iso(case.extension_notice_by),
+        "extended_due": _iso(case.extended_due),
+        "extended": case.extended,
+        "extension_reason": case.extension_reason,
+        "verified": case.verified,
+        "verification_method": case.verification_method,
+        "days_left": days_left(case),
+    }
+
+
+def case_details(session: Session, case: Case) -> dict[str, Any]:
+    data = case_summary(case)
+    messages = session.execute(
+        select(Message).where(Message.case_id == case.id).order_by(Message.received_at, Message.id)
+    ).scalars()
+    data["messages"] = [
+        {"id": m.id, "channel": m.channel, "direction": m.direction, "received_at": _iso(m.received_at),
+         "subject": m.subject, "status": m.status, "auto": m.auto, "text": m.text}
+        for m in messages
+    ]
+    drafts = session.execute(
+        select(Draft).where(Draft.case_id == case.id).order_by(Draft.id)
+    ).scalars()
+    data["drafts"] = [
+        {"id": d.id, "kind": d.kind, "language": d.language, "state": d.state, "subject": d.subject,
+         "body": d.body, "quoted_sections": json.loads(d.quoted_sections),
+         "created_at": _iso(d.created_at), "decided_at": _iso(d.decided_at),
+         "decided_by": d.decided_by, "reason": d.reason}
+        for d in drafts
+    ]
+    data["erasure_tasks"] = [
+        {"system": t.system, "state": t.state, "law": t.law, "note": t.note,
+         "settled_by": t.settled_by, "settled_at": _iso(t.settled_at)}
+        for t in erasure_tasks(session, case)
+    ]
+    events = session.execute(
+        select(Event).where(Event.case_id == case.id).order_by(Event.at, Event.id)
+    ).scalars()
+    data["events"] = [
+        {"at": _iso(e.at), "kind": e.kind, "actor": e.actor, "detail": json.loads(e.detail)}
+        for e in events
+    ]
+    return data

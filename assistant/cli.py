@@ -1,0 +1,607 @@
+"""The `dsr` command line: the operator's and the review desk's interface (DESIGN.md contract).
+
+Exit codes: 0 done, 1 the action was refused (the reason on stderr), 2 bad usage or config.
+Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlmodel import Session
+
+from . import cases as case_engine
+from .config import ConfigError, Settings, load_settings
+from .deadlines import OSLO, compute_deadlines, parse_received
+from .store.db import StoreError, open_store, session_scope
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+class Refused(click.ClickException):
+    """An action the engine refused: exit 1 with the reason."""
+
+    exit_code = EXIT_REFUSED
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"dsr: refused: {self.format_message()}", err=True)
+
+
+class UsageProblem(click.ClickException):
+    """Bad input or configuration: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"dsr: error: {self.format_message()}", err=True)
+
+
+# -- shared plumbing ----------------------------------------------------------------------------
+
+
+def config_option(func: F) -> F:
+    """Every command takes --config, so it can stand after the subcommand as DESIGN.md shows."""
+
+    @click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="TOML config file (default: $DSR_CONFIG, else the embedded defaults).",
+    )
+    @wraps(func)
+    def wrapper(*args: Any, config_path: Path | None = None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        if config_path is not None:
+            ctx.meta["dsr.config"] = config_path
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    ctx = click.get_current_context()
+    cached = ctx.meta.get("dsr.settings")
+    if cached is None:
+        try:
+            cached = load_settings(ctx.meta.get("dsr.config"))
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from None
+        ctx.meta["dsr.settings"] = cached
+    return cached
+
+
+@contextmanager
+def store_session() -> Iterator[tuple[Settings, Session]]:
+    conf = settings()
+    try:
+        engine = open_store(conf.database.url)
+    except StoreError as exc:
+        raise UsageProblem(str(exc)) from None
+    try:
+        with session_scope(engine) as session:
+            yield conf, session
+    except case_engine.CaseError as exc:
+        raise Refused(str(exc)) from None
+    except ConfigError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def parse_moment(value: str | None, option: str) -> datetime | None:
+    """An ISO time from the command line; a bare date means midday in Oslo that day."""
+    if value is None:
+        return None
+    try:
+        parsed = parse_received(value)
+    except ValueError as exc:
+        raise UsageProblem(f"{option}: {exc}") from None
+    if isinstance(parsed, datetime):
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=OSLO)
+    return datetime(parsed.year, parsed.month, parsed.day, 12, tzinfo=OSLO)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain aligned table: readable in any terminal, and in a pipe."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def not_built(what: str, issue: str) -> None:
+    raise UsageProblem(f"{what} is not built yet (planned: {issue}); nothing was done")
+
+
+# -- the group ----------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML config file (default: $DSR_CONFIG, else the embedded defaults).",
+)
+@click.version_option(package_name="dsr", prog_name="dsr")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """dsr: answers GDPR data-subject requests for small Norwegian companies.
+
+    It reads the privacy inbox, works out what each person asks for (access, erasure,
+    portability, opt-out and more), opens a tracked case with a legal deadline, drafts the
+    reply from the company's own privacy policy and lets staff approve it.
+
+    Configuration: --config FILE or $DSR_CONFIG (TOML); any key also as DSR_SECTION__KEY,
+    e.g. DSR_DATABASE__URL. With neither, the embedded defaults serve the five seed companies.
+    """
+    if config_path is not None:
+        ctx.meta["dsr.config"] = config_path
+
+
+@cli.command()
+@config_option
+def serve() -> None:
+    """Run every configured channel, the worker and the scheduler until stopped.
+
+    Today this validates the configuration and brings the database schema up to date; the
+    SMTP/IMAP listeners, the Slack bot, the worker and the scheduler come in later releases.
+    """
+    with store_session() as (conf, _session):
+        orgs = ", ".join(o.id for o in conf.organizations)
+        click.echo(f"dsr: configuration valid; database ready; organisations: {orgs}", err=True)
+    not_built("dsr serve (SMTP/IMAP listeners, Slack bot, worker, scheduler)", "the email channel issue")
+
+
+@cli.command()
+@config_option
+def demo() -> None:
+    """Send sample inquiries through the whole pipeline on a temporary database."""
+    not_built("dsr demo (it needs the SMTP channel)", "the email channel issue")
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@config_option
+def import_(paths: tuple[Path, ...]) -> None:
+    """Backfill mbox files, Maildirs or .eml files through the normal intake."""
+    not_built("dsr import", "the email channel issue")
+
+
+@cli.command()
+@click.option("--now", "now_text", metavar="ISO", help="Act as if it were this moment.")
+@config_option
+def sweep(now_text: str | None) -> None:
+    """Run the escalation sweep once, as if it were --now; print what it escalated."""
+    parse_moment(now_text, "--now")
+    not_built("dsr sweep (the escalation ladder)", "the deadlines-in-motion issue")
+
+
+@cli.command()
+@click.option("--now", "now_text", metavar="ISO", help="Build the digest as if it were this moment.")
+@click.option("--print", "to_stdout", is_flag=True, help="Write the digest to stdout instead of sending it.")
+@config_option
+def digest(now_text: str | None, to_stdout: bool) -> None:
+    """Build the managers' digest of what is due."""
+    parse_moment(now_text, "--now")
+    not_built("dsr digest", "the deadlines-in-motion issue")
+
+
+# -- deadline -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--received", "received_text", required=True, metavar="ISO",
+              help="When the request reached us: 2026-02-01, 2026-02-01T10:00 (Oslo) or with Z/offset.")
+@click.option("--org", "org_id", default=None, help="Organisation id: uses its promise_days and calendar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the six dates as JSON.")
+@config_option
+def deadline(received_text: str, org_id: str | None, as_json: bool) -> None:
+    """The legal and promised due dates for a request received at --received.
+
+    legal_due is one calendar month later (GDPR Art. 12(3)), promised_due is the
+    organisation's promise (30 days by default); both move past weekends and Norwegian
+    public holidays. due is the earlier; extended_due is three months after receipt.
+    """
+    try:
+        received = parse_received(received_text)
+    except ValueError as exc:
+        raise UsageProblem(f"--received: {exc}") from None
+    conf = settings()
+    promise = 30
+    if org_id is not None:
+        try:
+            promise = conf.organization(org_id).promise_days
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from None
+    c = conf.cases
+    from .deadlines import Calendar
+
+    result = compute_deadlines(received, promise, Calendar(c.holiday_country, c.holiday_subdiv,
+                                                            c.extra_closed_dates))
+    data = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    for key, value in data.items():
+        click.echo(f"{key:<20} {value}")
+
+
+# -- classify -----------------------------------------------------------------------------------
+
+
+def _classify_one(conf: Settings, body: str, subject: str, to: str | None) -> Any:
+    from .understand.pipeline import understand_text
+
+    org = conf.organization_for_address(to) if to else None
+    return understand_text(body, subject=subject, default_language=org.language if org else "nb")
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--subject", default="", help="Subject line to classify with TEXT.")
+@click.option("--to", "to", default=None, help="Address the message was sent to (picks the default language).")
+@click.option("--jsonl", is_flag=True,
+              help='Read {"id","subject","body","to"} lines on stdin; write {"id","intents","language"} lines.')
+@click.option("--explain", is_flag=True, help="Show the evidence and confidence behind the answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result for TEXT as JSON.")
+@config_option
+def classify(text: str | None, subject: str, to: str | None, jsonl: bool, explain: bool,
+             as_json: bool) -> None:
+    """Work out what a message asks for: its intents and its language.
+
+    TEXT is the message body (or '-' / nothing to read it from stdin). Quoted earlier mail and
+    signatures are ignored, as in the inbox.
+    """
+    conf = settings()
+    if jsonl:
+        if text is not None:
+            raise UsageProblem("give either TEXT or --jsonl, not both")
+        _classify_jsonl(conf, explain)
+        return
+    if text is None or text == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageProblem("give the message TEXT, pipe it on stdin, or use --jsonl")
+        text = sys.stdin.read()
+    result = _classify_one(conf, text, subject, to)
+    if as_json:
+        data = {"intents": list(result.intents), "language": result.language,
+                "unclear": result.unclear}
+        if explain:
+            data["scores"] = [
+                {"intent": s.intent, "confidence": round(s.confidence, 3), "evidence": list(s.evidence)}
+                for s in result.scores
+            ]
+        emit_json(data)
+        return
+    labels = ", ".join(result.intents) if result.intents else ("unclear" if result.unclear else "none")
+    click.echo(f"intents: {labels}")
+    click.echo(f"language: {result.language}")
+    if explain:
+        click.echo(result.explain())
+
+
+def _classify_jsonl(conf: Settings, explain: bool) -> None:
+    failures = 0
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                raise ValueError("a line must be a JSON object")
+            body = item.get("body") or ""
+            subject = item.get("subject") or ""
+            to = item.get("to")
+            if isinstance(to, list):
+                to = to[0] if to else None
+            if not isinstance(body, str) or not isinstance(subject, str):
+                raise ValueError("subject and body must be strings")
+        except ValueError as exc:
+            failures += 1
+            click.echo(json.dumps({"id": None, "line": number, "error": str(exc)}))
+            continue
+        result = _classify_one(conf, body, subject, to if isinstance(to, str) else None)
+        out: dict[str, Any] = {"id": item.get("id"), "intents": list(result.intents),
+                               "language": result.language}
+        if explain:
+            out["unclear"] = result.unclear
+            out["evidence"] = {s.intent: list(s.evidence) for s in result.scores}
+        click.echo(json.dumps(out, ensure_ascii=False))
+    if failures:
+        click.echo(f"dsr: error: {failures} input line(s) were not valid JSON objects", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+# -- cases --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def cases() -> None:
+    """List, show and act on cases (each action is an audit event)."""
+
+
+@cases.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of cases.")
+@click.option("--state", type=click.Choice(case_engine.STATES), help="Only cases in this state.")
+@click.option("--org", "org_id", help="Only cases of this organisation.")
+@config_option
+def cases_list(as_json: bool, state: str | None, org_id: str | None) -> None:
+    """List cases, oldest first."""
+    with store_session() as (conf, session):
+        if org_id is not None:
+            conf.organization(org_id)
+        found = [case_engine.case_summary(c) for c in case_engine.list_cases(session, state=state, org=org_id)]
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        click.echo("no cases")
+        return
+    rows = [[c["ref"], c["org"], c["state"], ",".join(c["intents"]) or ("unclear" if c["unclear"] else "-"),
+             c["due"] or "-", "" if c["days_left"] is None else str(c["days_left"]),
+             "yes" if c["verified"] else "no", c["channel"]] for c in found]
+    click.echo(table(rows, ["REF", "ORG", "STATE", "INTENTS", "DUE", "DAYS LEFT", "VERIFIED", "CHANNEL"]))
+
+
+@cases.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the case as JSON.")
+@config_option
+def cases_show(ref: str, as_json: bool) -> None:
+    """One case with its messages, drafts, erasure checklist and audit events."""
+    with store_session() as (_conf, session):
+        data = case_engine.case_details(session, case_engine.get_case(session, ref))
+    if as_json:
+        emit_json(data)
+        return
+    _print_case(data)
+
+
+def _print_case(data: dict[str, Any]) -> None:
+    intents = ", ".join(data["intents"]) or ("unclear" if data["unclear"] else "none")
+    click.echo(f"{data['ref']}  {data['org']}  {data['state']}")
+    click.echo(f"  requester:  {data['requester_name'] or ''} <{data['requester'] or '-'}>")
+    click.echo(f"  intents:    {intents} ({data['language']})")
+    click.echo(f"  received:   {data['received_at']} via {data['channel']}")
+    ext = f" (extended: {data['extension_reason']})" if data["extended"] else ""
+    click.echo(f"  due:        {data['due'] or 'not started'}{ext}")
+    verified = f"yes ({data['verification_method']})" if data["verified"] else (
+        f"no ({data['verification_method']})" if data["verification_method"] else "no")
+    click.echo(f"  verified:   {verified}")
+    if data["erasure_tasks"]:
+        click.echo("  erasure:")
+        for t in data["erasure_tasks"]:
+            law = f" ({t['law']})" if t["law"] else ""
+            click.echo(f"    [{t['state']}] {t['system']}{law}")
+    for d in data["drafts"]:
+        click.echo(f"  draft {d['id']} [{d['state']}] {d['kind']}: {d['subject']}")
+    click.echo("  events:")
+    for e in data["events"]:
+        click.echo(f"    {e['at']}  {e['kind']:<24} {e['actor']}")
+
+
+def _by_option(func: F) -> F:
+    return click.option("--by", "by", required=True, metavar="WHO",
+                        help="Who is acting (recorded in the audit trail).")(func)
+
+
+def _now_option(func: F) -> F:
+    return click.option("--now", "now_text", metavar="ISO", hidden=False,
+                        help="Act as if it were this moment (default: now).")(func)
+
+
+@cases.command("verify")
+@click.argument("ref")
+@click.option("--method", required=True, type=click.Choice(case_engine.VERIFICATION_METHODS),
+              help="How identity was checked. Never keep a copy of an ID document.")
+@_by_option
+@_now_option
+@config_option
+def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
+    """Record that the requester's identity was verified."""
+    now = parse_moment(now_text, "--now")
+    with store_session() as (conf, session):
+        case = case_engine.verify(session, conf, ref, method, by, now=now)
+        click.echo(f"{case.ref} verified ({method}) by {by}")
+
+
+@cases.command("extend")
+@click.argument("ref")
+@click.option("--reason", required=True, help="Why more time is needed (the requester is told).")
+@_by_option
+@_now_option
+@config_option
+def cases_extend(ref: str, reason: str, by: str, now_text: str | None) -> None:
+    """Extend the deadline by two months; allowed only until the extension notice date."""
+    now = parse_moment(now_text, "--now")
+    with store_session() as (conf, session):
+        case = case_engine.extend(session, conf, ref, reason, by, now=now)
+        click.echo(f"{case.ref} extended to {case.due.isoformat() if case.due else '-'}")
+
+
+@cases.command("close")
+@click.argument("ref")
+@_by_option
+@click.option("--reason", default=None, help="Optional note for the audit trail.")
+@config_option
+def cases_close(ref: str, by: str, reason: str | None) -> None:
+    """Close a case."""
+    with store_session() as (_conf, session):
+        case = case_engine.close(session, ref, by, reason=reason)
+        click.echo(f"{case.ref} closed by {by}")
+
+
+@cases.command("reopen")
+@click.argument("ref")
+@_by_option
+@click.option("--reason", default=None, help="Optional note for the audit trail.")
+@config_option
+def cases_reopen(ref: str, by: str, reason: str | None) -> None:
+    """Reopen a closed or rejected case."""
+    with store_session() as (_conf, session):
+        case = case_engine.reopen(session, ref, by, reason=reason)
+        click.echo(f"{case.ref} reopened ({case.state}) by {by}")
+
+
+@cases.command("new")
+@click.option("--org", "org_id", required=True, help="Organisation the request was made to.")
+@click.option("--requester", required=True, metavar="EMAIL", help="The person's email address.")
+@click.option("--name", "requester_name", default=None, help="The person's name.")
+@click.option("--received", "received_text", default=None, metavar="ISO",
+              help="When the request was made (default: now); the deadline runs from it.")
+@click.option("--channel", default="phone",
+              type=click.Choice(["phone", "chat", "letter", "in_person", "email", "slack"]),
+              help="How the request came in.")
+@click.option("--text", default=None, help="What they asked, in their words (classified).")
+@click.option("--intent", "intents", multiple=True,
+              type=click.Choice(["access", "erasure", "portability", "opt_out", "rectification",
+                                 "restriction", "objection", "question"]),
+              help="What they asked for (repeatable); overrides --text classification.")
+@_by_option
+@click.option("--json", "as_json", is_flag=True, help="Print the new case as JSON.")
+@config_option
+def cases_new(org_id: str, requester: str, requester_name: str | None, received_text: str | None,
+              channel: str, text: str | None, intents: tuple[str, ...], by: str,
+              as_json: bool) -> None:
+    """Log a request received by phone, chat, letter or in person."""
+    if "@" not in requester:
+        raise UsageProblem(f"--requester: {requester!r} is not an email address")
+    received = parse_moment(received_text, "--received") or datetime.now(timezone.utc)
+    labels: list[str] = list(intents)
+    language: str | None = None
+    unclear = False
+    conf = settings()
+    if not labels and text:
+        org = conf.organization(org_id) if org_id in {o.id for o in conf.organizations} else None
+        result = _classify_one(conf, text, "", org.addresses[0] if org else None)
+        labels, language, unclear = list(result.intents), result.language, result.unclear
+    with store_session() as (conf, session):
+        case = case_engine.open_case(
+            session, conf, org_id=org_id, channel=channel, received_at=received,
+            requester=requester, requester_name=requester_name, intents=labels,
+            language=language, unclear=unclear or not labels, actor=by,
+        )
+        summary = case_engine.case_summary(case)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"{summary['ref']} opened ({summary['state']}), due {summary['due'] or 'at verification'}")
+
+
+@cases.command("erasure")
+@click.argument("ref")
+@click.option("--system", required=True, help="The system from the erasure checklist.")
+@click.option("--done", "outcome", flag_value="done", help="The person's data was deleted there.")
+@click.option("--kept", "outcome", flag_value="kept", help="Data is kept because a law requires it.")
+@click.option("--law", default=None, help="With --kept: the law, e.g. bokføringsloven.")
+@click.option("--note", default=None, help="Optional note.")
+@_by_option
+@config_option
+def cases_erasure(ref: str, system: str, outcome: str | None, law: str | None, note: str | None,
+                  by: str) -> None:
+    """Settle one system of an erasure case's checklist."""
+    if outcome is None:
+        raise UsageProblem("say --done or --kept")
+    with store_session() as (_conf, session):
+        task = case_engine.settle_erasure(session, ref, system, outcome, by, law=law, note=note)
+        click.echo(f"{ref.upper()}: {task.system} {task.state}")
+
+
+# -- drafts -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def drafts() -> None:
+    """The review desk when Slack is off: list, approve or reject drafted replies."""
+
+
+@drafts.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of drafts.")
+@click.option("--all", "show_all", is_flag=True, help="Include decided drafts, not only pending ones.")
+@config_option
+def drafts_list(as_json: bool, show_all: bool) -> None:
+    """Drafts waiting for review (oldest first)."""
+    from sqlalchemy import select
+
+    from .store.models import Case, Draft
+
+    with store_session() as (_conf, session):
+        statement = select(Draft, Case).join(Case, Case.id == Draft.case_id).order_by(Draft.id)
+        if not show_all:
+            statement = statement.where(Draft.state == "pending")
+        found = [
+            {"id": d.id, "ref": c.ref, "org": c.org, "kind": d.kind, "language": d.language,
+             "state": d.state, "case_state": c.state, "verified": c.verified,
+             "due": c.due.isoformat() if c.due else None, "subject": d.subject, "body": d.body,
+             "created_at": d.created_at.isoformat()}
+            for d, c in session.execute(statement).all()
+        ]
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        click.echo("no drafts waiting")
+        return
+    rows = [[d["ref"], d["kind"], d["state"], d["case_state"], d["due"] or "-", d["subject"][:60]]
+            for d in found]
+    click.echo(table(rows, ["REF", "KIND", "STATE", "CASE", "DUE", "SUBJECT"]))
+
+
+@drafts.command("approve")
+@click.argument("ref")
+@_by_option
+@click.option("--edit-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Send this text instead of the drafted body.")
+@config_option
+def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
+    """Approve the pending draft of a case (needs a verified requester)."""
+    edited = None
+    if edit_file is not None:
+        try:
+            edited = edit_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageProblem(f"--edit-file: cannot read {edit_file}: {exc}") from None
+    with store_session() as (_conf, session):
+        draft = case_engine.approve_draft(session, ref, by, edited_body=edited)
+        click.echo(f"{ref.upper()}: draft {draft.id} approved by {by}")
+
+
+@drafts.command("reject")
+@click.argument("ref")
+@click.option("--reason", required=True, help="Why the request is refused (shown to the requester).")
+@_by_option
+@config_option
+def drafts_reject(ref: str, reason: str, by: str) -> None:
+    """Reject the pending draft, and with it the request."""
+    with store_session() as (_conf, session):
+        draft = case_engine.reject_draft(session, ref, reason, by)
+        click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: click's own usage errors already exit 2."""
+    try:
+        cli.main(args=argv, prog_name="dsr", standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+

@@ -1,0 +1,240 @@
+"""Configuration: one TOML file laid over embedded defaults, every key overridable by environment.
+
+Precedence, highest first: environment (``DSR_SECTION__KEY``), the config file (``--config`` or
+``DSR_CONFIG``), the embedded defaults in ``default_config.toml``. Validation happens once, at
+start, so a typo in a key or a bad value stops the program with one line that names the key
+instead of failing hours later inside a channel.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+DEFAULTS_FILE = PACKAGE_DIR / "default_config.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem an operator must fix; its text names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///dsr.db"
+
+
+class SmtpSettings(_Section):
+    listen: str = "127.0.0.1:8025"
+    max_message_bytes: int = Field(26_214_400, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8025")
+        return value
+
+
+class OutboundSettings(_Section):
+    host: str | None = None
+    port: int = Field(25, gt=0, lt=65536)
+    from_address: str = "kundesenter@branninfo.no"
+    maildir: str = "outbox"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+
+
+class ImapSettings(_Section):
+    host: str
+    port: int = Field(993, gt=0, lt=65536)
+    tls: bool = True
+    username: str
+    password: str
+    folder: str = "INBOX"
+    archive_folder: str = "Processed"
+
+
+class SlackSettings(_Section):
+    bot_token: str | None = None
+    app_token: str | None = None
+    signing_secret: str | None = None
+    http_port: int = Field(3000, ge=0, lt=65536)
+    api_url: str = "https://slack.com/api/"
+    review_channel: str | None = None
+    manager_channel: str | None = None
+    approvers: list[str] = []
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token)
+
+
+class SchedulerSettings(_Section):
+    sweep_minutes: int = Field(5, gt=0)
+    digest_cron: str = "0 8 * * mon-fri"
+
+
+class CaseSettings(_Section):
+    reference_prefix: str = Field("DSR", pattern=r"^[A-Z][A-Z0-9]{1,9}$")
+    verification_clock: Literal["runs", "from_verification"] = "runs"
+    opt_out_skips_verification: bool = True
+    holiday_country: str = "NO"
+    holiday_subdiv: str | None = None
+    extra_closed_dates: list[date] = []
+
+
+class Organization(_Section):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+    addresses: list[str] = Field(min_length=1)
+    policy: str | None = None
+    language: Literal["nb", "nn", "en", "sv", "da"] = "nb"
+    promise_days: int = Field(30, ge=1, le=90)
+    systems: list[str] = []
+    managers: list[str] = []
+
+    @field_validator("addresses")
+    @classmethod
+    def _lowercase_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if "@" not in address:
+                raise ValueError(f"{address!r} is not an email address")
+        return [a.strip().lower() for a in value]
+
+
+class Settings(BaseSettings):
+    """The whole configuration; see README for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DSR_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    imap: ImapSettings | None = None
+    slack: SlackSettings = SlackSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    cases: CaseSettings = CaseSettings()
+    organizations: list[Organization] = Field(min_length=1)
+    config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        # Environment beats the file; the file arrives as init kwargs.
+        return env_settings, init_settings
+
+    @field_validator("organizations")
+    @classmethod
+    def _unique_ids_and_addresses(cls, orgs: list[Organization]) -> list[Organization]:
+        seen_ids: set[str] = set()
+        seen_addresses: dict[str, str] = {}
+        for org in orgs:
+            if org.id in seen_ids:
+                raise ValueError(f"organisation id {org.id!r} appears twice")
+            seen_ids.add(org.id)
+            for address in org.addresses:
+                if address in seen_addresses:
+                    raise ValueError(
+                        f"address {address} belongs to both {seen_addresses[address]} and {org.id}"
+                    )
+                seen_addresses[address] = org.id
+        return orgs
+
+    # -- lookups the rest of the code needs -------------------------------------------------
+    def organization(self, org_id: str) -> Organization:
+        for org in self.organizations:
+            if org.id == org_id:
+                return org
+        known = ", ".join(o.id for o in self.organizations)
+        raise ConfigError(f"unknown organisation {org_id!r} (known: {known})")
+
+    def organization_for_address(self, address: str) -> Organization | None:
+        address = address.strip().lower()
+        for org in self.organizations:
+            if address in org.addresses:
+                return org
+        return None
+
+    def policy_path(self, org: Organization) -> Path | None:
+        """Resolve a policy path: as given, next to the config file, in cwd, then built in."""
+        if not org.policy:
+            return None
+        path = Path(org.policy)
+        if path.is_absolute():
+            return path
+        for base in (self.config_dir, Path.cwd(), PROJECT_ROOT):
+            if (base / path).exists():
+                return base / path
+        return PROJECT_ROOT / path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Lay a user's file over the defaults, table by table; arrays of tables replace whole."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, data: dict[str, Any]) -> str:
+    first = error.errors()[0]
+    location = list(first["loc"])
+    # Name an organisation by its id rather than its index when we can.
+    if len(location) >= 2 and location[0] == "organizations" and isinstance(location[1], int):
+        orgs = data.get("organizations") or []
+        if location[1] < len(orgs) and isinstance(orgs[location[1]], dict):
+            ident = orgs[location[1]].get("id")
+            if ident:
+                location[1] = ident
+    key = ".".join(str(part) for part in location) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"config error: {key}: {message}{more}"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate configuration; raise ConfigError with one readable line."""
+    data = _read_toml(DEFAULTS_FILE)
+    config_dir = Path.cwd()
+    chosen = path if path is not None else os.environ.get("DSR_CONFIG") or None
+    if chosen:
+        file_path = Path(chosen).expanduser()
+        data = _merge(data, _read_toml(file_path))
+        config_dir = file_path.resolve().parent
+    try:
+        return Settings(**data, config_dir=config_dir)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, data)) from None
