@@ -1,0 +1,5 @@
+"""`python -m assistant` is the same as `dsr`."""
+
+from .cli import main
+
+main()
