@@ -1,0 +1,184 @@
+"""The new text of a reply: earlier mail quoted below it and the signature cut off.
+
+A follow-up such as "Ja, slett alt" sits on top of the whole earlier thread, including our own
+acknowledgement that names every right. Classifying the whole body would find every intent in
+the quote, so only the text the person just wrote is scored.
+
+mail-parser-reply does the splitting. It has no Norwegian entry, and its da/sv/en entries are
+too eager for request letters (a line starting "Tak" ends the mail, so does "- punkt" in a
+list, and any two lines "Til:"/"Fra:" count as a quoted header). We therefore register one entry
+of our own, built on the Danish one, that knows Norwegian (bokmål and nynorsk), Danish, Swedish
+and English clients, and asks for a clock time or an e-mail address before it believes a line
+is a quote header. The library lets a caller add a language only by adding a key to its
+``MAIL_LANGUAGES`` table; we add our own key and leave its entries alone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailparser_reply import EmailMessage
+from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE as Q
+
+#: Our key in mail-parser-reply's language table (a name upstream will not use).
+LANGUAGE_KEY = "dsr-nordic"
+
+# A clock time as mail clients print it: "10:12", "kl. 10.12"; "03.11.2026" is a date, not a
+# time, hence the look-ahead.
+_TIME = r"(?:\d{1,2}:\d{2}|kl\.?\s?\d{1,2}[.:]\d{2})(?![.\d])"
+_VERB = r"(?:skrev|skreiv|wrote|kirjoitti|schrieb)"
+_EMAIL_IN_BRACKETS = r"<[^<>\s@]+@[^<>\s]+>"
+# First words of an attribution line that wraps onto a second line.
+_OPENER = (
+    r"(?:On|Den|Am|P\u00e5|Le|El|Op|Il|\d|man|tir|ons|tor|fre|l\u00f8r|s\u00f8n|m\u00e5n|tis|"
+    r"l\u00f6r|s\u00f6n|mon|tue|wed|thu|fri|sat|sun)"
+)
+
+# Attribution lines are short; bounded gaps keep every pattern linear on a 100 KB one-line body.
+_GAP = r"[^\n]{0,200}?"
+_WROTE_HEADERS = [
+    # One line, clock time before the verb: Gmail, Apple Mail, Thunderbird in nb/nn/da/sv/en.
+    rf"^({Q}{_GAP}{_TIME}{_GAP}\b{_VERB}\b[^\n]{{0,160}}:)[ \t]*$",
+    # One line with "<address>" and the verb: "Ola Nordmann <ola@x.no> skrev:".
+    rf"^({Q}(?={_GAP}{_EMAIL_IN_BRACKETS}){_GAP}\b{_VERB}\b[^\n]{{0,160}}:)[ \t]*$",
+    # Wrapped attribution, verb on the second line: "On ... 10:12 AM Ola <\nola@x.no> wrote:".
+    rf"^({Q}{_OPENER}{_GAP}{_TIME}[^\n]{{0,200}}\n{Q}[^\n]{{0,120}}?\b{_VERB}\b[^\n]{{0,120}}:)[ \t]*$",
+    # Wrapped attribution, address on the second line: "... kl. 10:12 skrev Ola <\nola@x.no>:".
+    rf"^({Q}{_OPENER}{_GAP}{_TIME}{_GAP}\b{_VERB}\b[^\n]{{0,200}}\n{Q}[^\n:]{{0,120}}@[^\n]{{0,120}}:)[ \t]*$",
+]
+
+_FROM_KEYS = r"(?:Fra|From|Fr\u00e5n|Von)"
+_DATE_KEYS = r"(?:Sendt|Sent|Skickat|Dato|Date|Datum|Gesendet)"
+_OTHER_KEYS = (
+    r"(?:Til|To|Till|Emne|Subject|\u00c4mne|Betreff|An|Cc|Kopi|Kopia|Bcc|Blindkopi|"
+    r"Svar til|Reply-To|Vedlegg|Vedh\u00e6ftet|Attachments|Bilagor|Importance|Prioritet|"
+    r"Organisasjon|Organization)"
+)
+_HEADER_LINE = rf"{Q}[* ]*(?:{_FROM_KEYS}|{_DATE_KEYS}|{_OTHER_KEYS})[ *]*:[^\n]*"
+
+# Outlook's "Fra:/Sendt:/Til:/Emne:" block (and its en/sv/da twins). It must hold a sender line
+# and a date line with a clock time among its first lines: a letter that opens with
+# "Til: Firma AS / Fra: Ola / Emne: Innsyn" is the request itself, not a quote.
+_OUTLOOK_BLOCK = (
+    rf"^((?=(?:{_HEADER_LINE}\n){{0,6}}{Q}[* ]*{_FROM_KEYS}[ *]*:)"
+    rf"(?=(?:{_HEADER_LINE}\n){{0,6}}{Q}[* ]*{_DATE_KEYS}[ *]*:[^\n]{{0,100}}?\d{{1,2}}[:.]\d{{2}}(?![.\d]))"
+    rf"{_HEADER_LINE}(?:\n{_HEADER_LINE})+)"
+)
+
+_SEPARATOR_WORDS = (
+    r"(?:Original Message|Opprinnelig melding|Opprinneleg melding|Opprinnelig e-post|"
+    r"Oprindelig meddelelse|Ursprungligt meddelande|Originalmeldung|Urspr\u00fcngliche Nachricht|"
+    r"Forwarded message|Forwarded Message|Videresendt melding|Videresendt e-post|"
+    r"Videresendt meddelelse|Vidarebefordrat meddelande|Weitergeleitete Nachricht)"
+)
+_SEPARATORS = [
+    # "-----Opprinnelig melding-----", "---------- Forwarded message ---------".
+    rf"^({Q}-{{2,}}[ \t]*{_SEPARATOR_WORDS}[ \t]*-{{2,}})[ \t]*$",
+    # Apple Mail and others: "Begin forwarded message:", "Start på videresendt melding:".
+    rf"^({Q}(?:Begin forwarded message|Start of forwarded message|"
+    r"Start p\u00e5 videresendt (?:melding|e-post)|Videresendt melding|Videresendt e-post|"
+    r"B\u00f6rjan p\u00e5 vidarebefordrat (?:brev|meddelande)|Vidarebefordrat brev):)[ \t]*$",
+]
+
+# A closing line, optionally followed on the same line by a short name ("Mvh Ola Nordmann").
+_CLOSINGS = (
+    r"(?:Med vennlig hilsen|Med vennleg helsing|Vennlig hilsen|Vennleg helsing|"
+    r"Beste hilsen(?:er)?|Vennlige hilsener|Hilsen|Helsing|Mvh|Mvh\.|"
+    r"Med venlig hilsen|Venlig hilsen|Bedste hilsner|"
+    r"Med v\u00e4nliga h\u00e4lsningar|Med v\u00e4nlig h\u00e4lsning|V\u00e4nliga h\u00e4lsningar|"
+    r"V\u00e4nlig h\u00e4lsning|H\u00e4lsningar|B\u00e4sta h\u00e4lsningar|"
+    r"Best regards|Kind regards|Warm regards|Regards|Best wishes|Yours sincerely|Sincerely|"
+    r"Yours faithfully|Yours truly|Cheers)"
+)
+_NAME_TAIL = r"[ \t]*[,.!:\u2013-]?[ \t]*(?:[^\W\d_][\w.'\u2019-]*[ \t]*){0,4}$"
+_SIGNATURES = [
+    rf"{_CLOSINGS}\b{_NAME_TAIL}",
+    # A bare thank-you line just before the name, never a sentence that goes on.
+    r"(?:Takk|Tusen takk|Takk p\u00e5 forh\u00e5nd|Tack|Tak|Thanks|Thank you|Many thanks|Best)"
+    r"[ \t]*[,.!]*[ \t]*$",
+]
+
+_SENT_FROM = (
+    r"Sendt fra min|Sent from my|Skickat fr\u00e5n min|Sendt fra Outlook|Sent from Outlook|"
+    r"Get Outlook for|Hent Outlook for|Skaff Outlook for|Sendt fra Mail for|Sent from Mail for|"
+    r"Sendt fra E-post for|Sendt fra Samsung|Sent from Samsung|Sendt fra Yahoo|Sent from Yahoo"
+)
+
+_DISCLAIMERS = [
+    "CAUTION:",
+    "Disclaimer:",
+    "CONFIDENTIALITY:",
+    "Konfidensialitet:",
+    "Konfidensielt:",
+]
+
+
+def _register_language() -> None:
+    """Add our entry to mail-parser-reply's table (idempotent; keeps the Danish base keys)."""
+    entry = dict(MAIL_LANGUAGES["da"])
+    entry.update(
+        {
+            "wrote_header": _WROTE_HEADERS + _SEPARATORS,
+            "from_header": _OUTLOOK_BLOCK,
+            "signatures": _SIGNATURES,
+            "sent_from": _SENT_FROM,
+            "disclaimers": _DISCLAIMERS,
+        }
+    )
+    MAIL_LANGUAGES[LANGUAGE_KEY] = entry
+
+
+_register_language()
+
+_QUOTED_LINE = re.compile(r"^[ \t]*>")
+_RULE_LINE = re.compile(r"^[ \t]*[_=*-]{3,}[ \t]*$")
+
+
+_DEEP_QUOTE = re.compile(r"^(?:> ?){8,}", re.MULTILINE)
+
+
+def _normalise(text: str) -> str:
+    """Unix line ends and no trailing blanks, so the line-anchored patterns see clean lines.
+
+    Quote markers deeper than eight levels are cut to eight: the patterns allow any quote
+    depth, and a line of 50,000 "> " would otherwise make each of them backtrack for seconds.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    text = _DEEP_QUOTE.sub("> " * 8, text)
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+
+
+def _drop_quoted_lines(text: str) -> str:
+    """Remove '>' lines (also inline answers' quoted questions) and trailing rule lines."""
+    lines = [line for line in text.split("\n") if not _QUOTED_LINE.match(line)]
+    while lines and (not lines[-1].strip() or _RULE_LINE.match(lines[-1])):
+        lines.pop()
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _library_split(text: str) -> str:
+    """The first fragment before any quote header, signature and disclaimers removed.
+
+    Empty when the text begins with a header (a pure forward or a bare quote).
+    """
+    message = EmailMessage(
+        text=text, languages=[LANGUAGE_KEY], include_english=False, keep_hyphen_lists=True
+    ).read()
+    if not message.replies:
+        return ""
+    first = message.replies[0]
+    if first.headers:
+        return ""
+    return first.body
+
+
+def strip_quotes_and_signature(text: str) -> str:
+    """The new text of a reply; the unstripped text when stripping would leave nothing."""
+    if not text or not text.strip():
+        return ""
+    clean = _normalise(text)
+    try:
+        new = _drop_quoted_lines(_library_split(clean))
+    except Exception:  # noqa: BLE001 - a pattern bug must never lose the mail's text
+        new = ""
+    return new if new else clean
