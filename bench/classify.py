@@ -67,10 +67,12 @@ def load_cleaner() -> Cleaner:
 
 
 def load_classifier(clean: Cleaner) -> Classifier:
-    from assistant.understand.intents import classify
+    """The production path: the same understand_text the CLI and the worker call (it caps the
+    text, strips quotes and signatures, then classifies)."""
+    from assistant.understand.pipeline import understand_text
 
     def run(msg: dict) -> tuple[tuple[str, ...], str]:
-        result = classify(clean(msg["body"]), subject=msg.get("subject", ""), default_language="nb")
+        result = understand_text(msg["body"], subject=msg.get("subject", ""), default_language="nb")
         return tuple(result.intents), result.language
 
     return run

@@ -156,14 +156,28 @@ def _drop_quoted_lines(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+def _parser(text: str) -> EmailMessage:
+    return EmailMessage(
+        text=text, languages=[LANGUAGE_KEY], include_english=False, keep_hyphen_lists=True
+    )
+
+
+# The library's own header pattern, compiled once: finding the first header ourselves lets the
+# library work on the new text only instead of splitting and scanning every quoted reply.
+_FIRST_HEADER = _parser("").HEADER_REGEX
+
+
 def _library_split(text: str) -> str:
     """The first fragment before any quote header, signature and disclaimers removed.
 
     Empty when the text begins with a header (a pure forward or a bare quote).
     """
-    message = EmailMessage(
-        text=text, languages=[LANGUAGE_KEY], include_english=False, keep_hyphen_lists=True
-    ).read()
+    first_header = _FIRST_HEADER.search(text)
+    if first_header is not None:
+        text = text[: first_header.start()]
+        if not text.strip():
+            return ""
+    message = _parser(text).read()
     if not message.replies:
         return ""
     first = message.replies[0]
