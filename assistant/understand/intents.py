@@ -1,0 +1,538 @@
+"""Intent classification of privacy-inbox messages from weighted phrase lexicons.
+
+Why a lexicon and not a model: a privacy officer must be able to see why a message was read
+as an erasure request and fix it by adding one phrase to intents/<lang>.toml. Every result
+carries the phrases that matched, so staff can check the machine before they act on it.
+
+How a message is scored (the file headers in intents/ explain the same to editors):
+- the subject and the body are split into sentences; every lexicon of every language is
+  applied (customers mix languages, and detection can be wrong on short texts);
+- a cue adds its weight once per message; negative cues ("by accident", "the invoice")
+  subtract within their own sentence, so a look-alike cancels only what is next to it;
+- weak cues ("?delete") count only next to a personal-data word, where a bare "delete"
+  in a shop inbox is about an order or an invoice;
+- score -> confidence 1 - exp(-score); intents far weaker than the strongest one are
+  incidental mentions (an access letter that names the right to erasure) and are kept
+  below the threshold; "question" yields to any concrete request.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from itertools import compress
+from typing import Callable, NamedTuple
+from pathlib import Path
+
+from rapidfuzz.distance import Levenshtein
+
+from .language import TOKEN_RE, decide_language, fold, scores_from_tokens
+
+INTENTS: tuple[str, ...] = (
+    "access", "erasure", "portability", "opt_out",
+    "rectification", "restriction", "objection", "question",
+)
+ACTION_INTENTS = frozenset(INTENTS) - {"question"}
+
+DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "intents"
+MAX_SCORED_CHARS = 20_000  # a 5 MB mail is scored on its start: requests come first
+THRESHOLD = 0.6  # confidence needed to act (a cue of weight 1.0 alone reaches 0.63)
+SIGNAL = 0.25  # below this confidence there is no signal at all, not even "unclear"
+RELATIVE = 0.25  # an intent weaker than this share of the strongest is incidental
+WEAK_ELSEWHERE = 0.5  # a weak cue whose personal-data word is in another sentence
+GAP = "..."
+MAX_GAP = 4  # "..." in a phrase allows up to this many words in between
+FUZZY_MIN_LEN = 5  # shorter tokens are never fuzzy-matched: too many real words are near
+CACHE_LIMIT = 200_000
+MAX_EVIDENCE = 8
+
+SPECIAL_SECTIONS = ("any", "topic", "veto")
+
+_NORDIC = frozenset({"nb", "nn", "da", "sv", "en", "common"})
+# Which lexicons a message's typos are corrected against, by detected language.
+FUZZY_GROUPS: dict[str, frozenset[str]] = {
+    "nb": _NORDIC, "nn": _NORDIC, "da": _NORDIC, "sv": _NORDIC,
+    "en": frozenset({"en", "common", "nb"}),
+}
+
+# Tokens are words, "§", and sentence boundaries: . ! ? before a capitalised word (not
+# "art. 15"), a blank line, a colon/semicolon at the end of a line, or a new list item.
+_SCAN = re.compile(
+    r"[^\W_]+|§"
+    r"|[.!?][\"')»”]*\s+(?=[\"'(«“]*[A-ZÆØÅÄÖÜÉÈÀÇÑÕÃÂÊÎÔŠČŘŽĐĆŞȘȚĂΑ-ΩΆΈΉΊΌΎΏ])"
+    r"|\n[ \t]*\n\s*"
+    r"|[:;][ \t]*\n\s*"
+    r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
+)
+
+
+@dataclass(frozen=True)
+class IntentScore:
+    intent: str
+    confidence: float
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Classification:
+    intents: tuple[str, ...]
+    language: str
+    language_confidence: float
+    scores: tuple[IntentScore, ...]
+    unclear: bool
+
+    def explain(self) -> str:
+        """Readable account of the decision, for staff and for `dsr classify --explain`."""
+        lines = [f"language: {self.language} (confidence {self.language_confidence:.2f})"]
+        if self.intents:
+            lines.append("intents: " + ", ".join(self.intents))
+        elif self.unclear:
+            lines.append("intents: none above the threshold - UNCLEAR, a person should read it")
+        else:
+            lines.append("intents: none (no data-subject request found)")
+        for score in self.scores:
+            mark = "*" if score.intent in self.intents else " "
+            found = "; ".join(f'"{e}"' for e in score.evidence) or "-"
+            lines.append(f" {mark} {score.intent:<13} {score.confidence:.2f}  evidence: {found}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- lexicon
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One phrase from a lexicon file, compiled to pattern ids and gaps."""
+
+    intent: str  # an intent, or "any" / "topic" / "veto"
+    phrase: str  # as written in the file, for explanations
+    elements: tuple[int | None, ...]  # pattern ids; None = a gap of up to MAX_GAP words
+    weight: float
+    weak: bool
+    source: str  # file stem, e.g. "nb"
+    required: frozenset[int] = frozenset()  # every pattern id the phrase needs
+    anchor: int = 0  # the pattern id searched for first: the phrase's rarest word
+    before: tuple[int | None, ...] = ()  # elements before the anchor, nearest first
+    after: tuple[int | None, ...] = ()  # elements after the anchor
+    key: int = 0  # unique number of the cue, to remember cheaply that it was counted
+
+
+@dataclass
+class Lexicon:
+    """All cues of all languages, plus the token -> pattern cache that makes scoring fast."""
+
+    cues: list[Cue]
+    by_anchor: dict[int, list[Cue]]
+    exact: dict[str, int]  # folded word -> pattern id
+    prefixes: dict[str, int]  # folded stem (from "stem*") -> pattern id
+    # (first letter, length) -> [(word or stem, pattern id, lexicon files it comes from)]
+    fuzzy_words: dict[tuple[str, int], list[tuple[str, int, frozenset[str]]]]
+    fuzzy_stems: dict[tuple[str, int], list[tuple[str, int, frozenset[str]]]]
+    known: frozenset[str]  # words that must match only themselves (function words)
+    min_prefix: int
+    caches: dict[frozenset[str], tuple[dict[str, frozenset[int]], dict[str, frozenset[int]]]] = field(
+        default_factory=dict)
+
+    def matcher(self, language: str) -> tuple[dict[str, frozenset[int]], dict[str, frozenset[int]],
+                                              Callable[[str], None]]:
+        """A token -> pattern ids function for messages in this language. Exact words and
+        stems of every language match; typo-tolerance only uses the message's own language
+        family, so a Portuguese "reclamação" is not read as a misspelt Czech "reklam*"."""
+        group = FUZZY_GROUPS.get(language, frozenset({language, "en", "common"}))
+        cache, anchors = self.caches.setdefault(group, ({}, {}))
+        anchor_ids = self.by_anchor.keys()
+
+        def resolve(token: str) -> None:
+            if len(cache) > CACHE_LIMIT:
+                cache.clear()
+                anchors.clear()
+            if _is_break(token):
+                cache[token] = anchors[token] = BREAK
+                return
+            hit = self._resolve(fold(token), group)
+            cache[token] = hit
+            anchors[token] = frozenset(hit & anchor_ids)
+
+        return cache, anchors, resolve
+
+    def _resolve(self, word: str, group: frozenset[str]) -> frozenset[int]:
+        ids: set[int] = set()
+        exact = self.exact.get(word)
+        if exact is not None:
+            ids.add(exact)
+        for k in range(self.min_prefix, len(word) + 1):
+            pid = self.prefixes.get(word[:k])
+            if pid is not None:
+                ids.add(pid)
+        if not ids and len(word) >= FUZZY_MIN_LEN and word not in self.known and not word.isdigit():
+            ids.update(self._fuzzy(word, group))
+        return frozenset(ids)
+
+    def _fuzzy(self, word: str, group: frozenset[str]) -> set[int]:
+        """Typos and missing letters ("personopplysiner", "slete", "insyn"): one edit for
+        ordinary words, two for long ones; the first letter must be right. A corrected word
+        also takes the stems it starts with ("slete" -> "slette" -> "slett*")."""
+        found: set[int] = set()
+        n = len(word)
+        edits = 2 if n >= 10 else 1
+        for length in range(n - edits, n + edits + 1):
+            for cand, pid, sources in self.fuzzy_words.get((word[0], length), ()):
+                if sources.isdisjoint(group):
+                    continue
+                if Levenshtein.distance(word, cand, score_cutoff=edits) <= edits:
+                    found.add(pid)
+                    for k in range(self.min_prefix, len(cand) + 1):
+                        stem_id = self.prefixes.get(cand[:k])
+                        if stem_id is not None:
+                            found.add(stem_id)
+        for length in range(max(1, n - 12), n + edits + 1):
+            for stem, pid, sources in self.fuzzy_stems.get((word[0], length), ()):
+                if sources.isdisjoint(group):
+                    continue
+                limit = 2 if len(stem) >= 10 else 1
+                for cut in (len(stem) - 1, len(stem), len(stem) + 1):
+                    if cut <= n and Levenshtein.distance(word[:cut], stem, score_cutoff=limit) <= limit:
+                        found.add(pid)
+                        break
+        return found
+
+
+_HEADER_NOTE = "sections other than intents: any, topic, veto"
+
+
+def _parse_phrase(phrase: str) -> tuple[bool, list[str]]:
+    weak = phrase.startswith("?")
+    text = phrase[1:] if weak else phrase
+    parts: list[str] = []
+    for chunk in text.split():
+        if chunk == GAP:
+            parts.append(GAP)
+            continue
+        star = chunk.endswith("*")
+        words = TOKEN_RE.findall(fold(chunk.rstrip("*")))
+        if star and words:
+            words[-1] += "*"
+        parts.extend(words)
+    return weak, parts
+
+
+def _read_files(directory: Path) -> list[tuple[str, str, str, float]]:
+    """(source, section, phrase, weight) from every lexicon file except languages.toml."""
+    rows: list[tuple[str, str, str, float]] = []
+    for path in sorted(directory.glob("*.toml")):
+        if path.name == "languages.toml":
+            continue
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        for section, entries in data.items():
+            if not isinstance(entries, dict):
+                continue
+            if section not in INTENTS and section not in SPECIAL_SECTIONS:
+                raise ValueError(f"{path.name}: unknown section [{section}] ({_HEADER_NOTE})")
+            for phrase, weight in entries.items():
+                rows.append((path.stem, section, phrase, float(weight)))
+    return rows
+
+
+def _known_words(directory: Path) -> frozenset[str]:
+    """Function words never fuzzy-match a cue ("sende" is not a typo of "slette")."""
+    path = directory / "languages.toml"
+    if not path.exists():
+        return frozenset()
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    words: set[str] = set()
+    for profile in data.values():
+        if isinstance(profile, dict):
+            for key in ("words", "markers"):
+                value = profile.get(key, "")
+                words.update(fold(w) for w in (value.split() if isinstance(value, str) else value))
+    return frozenset(words)
+
+
+def _with_anchor(cue: Cue, words: dict[int, str], function_words: frozenset[str]) -> Cue:
+    """Search a phrase by its rarest word ("slettet" in "jeg slettet"), not by its first:
+    function words occur in every sentence and would make every phrase a candidate."""
+    positions = [i for i, e in enumerate(cue.elements) if e is not None]
+    best = max(positions, key=lambda i: (words[cue.elements[i]] not in function_words,
+                                         len(words[cue.elements[i]])))
+    return replace(cue, anchor=cue.elements[best],
+                   before=tuple(reversed(cue.elements[:best])), after=cue.elements[best + 1:])
+
+
+def _merge_duplicates(cues: list[Cue]) -> list[Cue]:
+    """The same phrase in two files ("reklame" in nb and da) is one cue with the stronger
+    weight, so it is neither counted twice nor tried twice."""
+    best: dict[tuple[str, tuple[int | None, ...], bool], Cue] = {}
+    for cue in cues:
+        key = (cue.intent, cue.elements, cue.weight < 0)
+        if key not in best or abs(cue.weight) > abs(best[key].weight):
+            best[key] = cue
+    return list(best.values())
+
+
+@lru_cache(maxsize=8)
+def load_lexicon(directory: Path | None = None) -> Lexicon:
+    """Compile every intents/*.toml lexicon once (cached per directory)."""
+    directory = Path(directory) if directory else DEFAULT_DIRECTORY
+    exact: dict[str, int] = {}
+    prefixes: dict[str, int] = {}
+    origin: dict[str, set[str]] = {}  # folded word or "stem*" -> lexicon files using it
+    cues: list[Cue] = []
+    for source, section, phrase, weight in _read_files(directory):
+        weak, parts = _parse_phrase(phrase)
+        elements: list[int | None] = []
+        for part in parts:
+            if part == GAP:
+                if elements and elements[-1] is not None:
+                    elements.append(None)
+                continue
+            table = prefixes if part.endswith("*") else exact
+            key = part.rstrip("*")
+            origin.setdefault(part, set()).add(source)
+            if key not in table:
+                table[key] = len(exact) + len(prefixes)
+            elements.append(table[key])
+        while elements and elements[-1] is None:
+            elements.pop()
+        if elements:
+            required = frozenset(e for e in elements if e is not None)
+            cues.append(Cue(section, phrase, tuple(elements), weight, weak, source, required))
+    cues = _merge_duplicates(cues)
+    function_words = _known_words(directory)
+    words = {pid: word for word, pid in exact.items()} | {pid: stem for stem, pid in prefixes.items()}
+    cues = [replace(_with_anchor(cue, words, function_words), key=n) for n, cue in enumerate(cues)]
+    by_anchor: dict[int, list[Cue]] = {}
+    for cue in cues:
+        by_anchor.setdefault(cue.anchor, []).append(cue)
+    known = function_words - set(exact)
+    fuzzy_words: dict[tuple[str, int], list[tuple[str, int, frozenset[str]]]] = {}
+    for word, pid in exact.items():
+        if len(word) >= FUZZY_MIN_LEN + 1 and not word.isdigit():
+            entry = (word, pid, frozenset(origin.get(word, ())))
+            fuzzy_words.setdefault((word[0], len(word)), []).append(entry)
+    fuzzy_stems: dict[tuple[str, int], list[tuple[str, int, frozenset[str]]]] = {}
+    for stem, pid in prefixes.items():
+        if len(stem) >= FUZZY_MIN_LEN + 1:
+            entry = (stem, pid, frozenset(origin.get(stem + "*", ())))
+            fuzzy_stems.setdefault((stem[0], len(stem)), []).append(entry)
+    return Lexicon(
+        cues=cues, by_anchor=by_anchor, exact=exact, prefixes=prefixes,
+        fuzzy_words=fuzzy_words, fuzzy_stems=fuzzy_stems, known=known,
+        min_prefix=min((len(p) for p in prefixes), default=1),
+    )
+
+
+# --------------------------------------------------------------------------- matching
+
+
+class _Hit(NamedTuple):
+    cue: Cue
+    sentence: int
+    start: int  # token index
+    end: int  # token index, exclusive
+
+
+BREAK: frozenset[int] = frozenset({-1})  # the pattern set of a sentence boundary token
+NO_MATCH = -10
+
+
+def _is_break(token: str) -> bool:
+    return not (token[0].isalnum() or token == "§")
+
+
+def _scan(tokens: list[str], lexicon: Lexicon,
+          language: str) -> tuple[list[frozenset[int]], list[frozenset[int]]]:
+    """Per token: every pattern id it matches, and the ids that anchor a phrase (a sentence
+    boundary gets BREAK in both). Hot path: dict lookups; typo matching only on a miss."""
+    cache, anchors, resolve = lexicon.matcher(language)
+    ids = list(map(cache.get, tokens))
+    if None in ids:
+        for token, found in zip(tokens, ids):
+            if found is None:
+                resolve(token)
+        ids = list(map(cache.get, tokens))
+    return ids, list(map(anchors.get, tokens))
+
+
+def _walk(seq: tuple[int | None, ...], ids: list[frozenset[int]], pos: int, step: int) -> int:
+    """Match seq from pos in direction step (+1 / -1); gaps ("...") take the nearest match
+    and never cross a sentence boundary. Returns the position after the last match, or
+    NO_MATCH."""
+    n = len(ids)
+    j = 0
+    m = len(seq)
+    while j < m:
+        element = seq[j]
+        if element is None:
+            target = seq[j + 1]
+            for _ in range(MAX_GAP + 1):
+                if not 0 <= pos < n or ids[pos] is BREAK:
+                    return NO_MATCH
+                if target in ids[pos]:
+                    break
+                pos += step
+            else:
+                return NO_MATCH
+            j += 2
+        else:
+            if not 0 <= pos < n or element not in ids[pos]:
+                return NO_MATCH
+            j += 1
+        pos += step
+    return pos
+
+
+def _find_hits(lexicon: Lexicon, ids: list[frozenset[int]],
+               anchors: list[frozenset[int]]) -> list[_Hit]:
+    """Every cue occurrence, tagged with its sentence number. A phrase is only walked where
+    its anchor word stands and when all its words occur somewhere in the message."""
+    hits: list[_Hit] = []
+    present = frozenset().union(*anchors)
+    if not present - BREAK:
+        return hits
+    present = frozenset().union(*ids)
+    by_anchor = lexicon.by_anchor
+    candidates: dict[int, list[Cue]] = {}
+    sentence = 0
+    for i in compress(range(len(anchors)), anchors):
+        pids = anchors[i]
+        if pids is BREAK:
+            sentence += 1
+            continue
+        for pid in pids:
+            cues = candidates.get(pid)
+            if cues is None:
+                cues = candidates[pid] = [c for c in by_anchor[pid] if c.required <= present]
+            for cue in cues:
+                end = _walk(cue.after, ids, i + 1, 1) if cue.after else i + 1
+                if end == NO_MATCH:
+                    continue
+                start = _walk(cue.before, ids, i - 1, -1) + 1 if cue.before else i
+                if start != NO_MATCH + 1:
+                    hits.append(_Hit(cue, sentence, start, end))
+    return hits
+
+
+def _score(hits: list[_Hit]) -> tuple[dict[str, float], dict[str, list[tuple[float, _Hit]]]]:
+    """Per-intent score and the weighted hits behind it (see the module docstring)."""
+    by_sentence: dict[int, dict[str, list[_Hit]]] = {}
+    for hit in hits:
+        by_sentence.setdefault(hit.sentence, {}).setdefault(hit.cue.intent, []).append(hit)
+    topic_in = {index for index, groups in by_sentence.items() if "topic" in groups}
+    veto = max((h.cue.weight for h in hits if h.cue.intent == "veto"), default=0.0)
+    scores = dict.fromkeys(INTENTS, 0.0)
+    evidence: dict[str, list[tuple[float, _Hit]]] = {i: [] for i in INTENTS}
+    used: set[int] = set()
+    for index in sorted(by_sentence):
+        grouped = by_sentence[index]
+        damp_any = sum(h.cue.weight for h in grouped.get("any", ()))
+        weak_factor = 1.0 if index in topic_in else (WEAK_ELSEWHERE if topic_in else 0.0)
+        for intent in INTENTS:
+            if intent not in grouped:
+                continue
+            positives: list[tuple[float, _Hit]] = []
+            negative = damp_any
+            for hit in grouped[intent]:
+                cue = hit.cue
+                if cue.weight < 0:
+                    negative += cue.weight
+                elif cue.key not in used:
+                    factor = weak_factor if cue.weak else 1.0
+                    if factor > 0:
+                        positives.append((cue.weight * factor, hit))
+            if not positives:
+                continue
+            positives = _drop_overlaps(positives)
+            total = sum(w for w, _ in positives)
+            net = total + negative
+            if net <= 0:
+                continue
+            for weight, hit in positives:
+                used.add(hit.cue.key)
+                evidence[intent].append((weight * net / total, hit))
+            scores[intent] += net
+    if veto > 0:
+        scores = {k: v * max(0.0, 1.0 - veto) for k, v in scores.items()}
+    return scores, evidence
+
+
+def _drop_overlaps(positives: list[tuple[float, _Hit]]) -> list[tuple[float, _Hit]]:
+    """Where phrases overlap in the text ("slett" inside "slett meg"), count only the
+    strongest, so an editor can add a longer phrase without double counting."""
+    if len(positives) == 1:
+        return positives
+    chosen: list[tuple[float, _Hit]] = []
+    for weight, hit in sorted(positives, key=lambda p: (-p[0], p[1].start)):
+        if all(hit.end <= h.start or hit.start >= h.end for _, h in chosen):
+            chosen.append((weight, hit))
+    return chosen
+
+
+def _confidence(score: float) -> float:
+    return 1.0 - math.exp(-score) if score > 0 else 0.0
+
+
+def classify(body: str, subject: str = "", default_language: str = "nb", *,
+             lexicon: Lexicon | None = None) -> Classification:
+    """Language and intents of one message (body already stripped of quotes/signature).
+    `lexicon` defaults to intents/ beside the package (load_lexicon())."""
+    body = (body or "")[:MAX_SCORED_CHARS]
+    subject = " ".join((subject or "")[:1000].split())
+    text = f"{subject}\n\n{body}" if subject else body
+    tokens = _SCAN.findall(text)
+    language, language_confidence = decide_language(
+        scores_from_tokens(tokens, text), default=default_language)
+    lexicon = lexicon or load_lexicon()
+    ids, anchors = _scan(tokens, lexicon, language)
+    raw, evidence = _score(_find_hits(lexicon, ids, anchors))
+    top = max((raw[i] for i in ACTION_INTENTS), default=0.0)
+    results: list[IntentScore] = []
+    for intent in INTENTS:
+        score = raw[intent]
+        if score <= 0:
+            continue
+        confidence = _confidence(score)
+        if top > 0 and intent != "question" and score < RELATIVE * top:
+            confidence *= score / (RELATIVE * top)
+        if intent == "question" and _confidence(top) >= THRESHOLD:
+            confidence *= 0.3
+        if confidence < SIGNAL * 0.4:
+            continue
+        results.append(IntentScore(intent, round(confidence, 3),
+                                   _evidence_texts(evidence[intent], text, tokens)))
+    results.sort(key=lambda s: s.confidence, reverse=True)
+    chosen = tuple(s.intent for s in results if s.confidence >= THRESHOLD)
+    unclear = not chosen and any(s.confidence >= SIGNAL for s in results)
+    return Classification(chosen, language, language_confidence, tuple(results), unclear)
+
+
+def _evidence_texts(hits: list[tuple[float, _Hit]], text: str,
+                    tokens: list[str]) -> tuple[str, ...]:
+    """The matched words as they stand in the message (case, accents and punctuation as
+    written), strongest first."""
+    texts: list[str] = []
+    for _, hit in sorted(hits, key=lambda p: -p[0]):
+        surface = _surface(text, tuple(tokens[hit.start:hit.end]))
+        if surface and surface not in texts:
+            texts.append(surface)
+        if len(texts) >= MAX_EVIDENCE:
+            break
+    return tuple(texts)
+
+
+def _surface(text: str, words: tuple[str, ...]) -> str:
+    """Find the words again in the text with whatever punctuation stood between them
+    ("Art. 15(3"), so staff see the passage as the sender wrote it."""
+    plain = " ".join(words)
+    if plain in text:
+        return plain
+    pattern = r"[^\w§]*".join(re.escape(w) for w in words)
+    found = re.search(pattern, text)
+    if found is None:
+        return " ".join(words)
+    start, end = found.span()
+    if end < len(text) and text[end] == ")" and text.count("(", start, end) > text.count(")", start, end):
+        end += 1
+    return " ".join(text[start:end].split())

@@ -1,0 +1,194 @@
+"""Language detection from function-word and character profiles (intents/languages.toml).
+
+Why profiles and not a model: the inbox is small-company mail in a handful of languages, the
+profiles are data a privacy officer can read and extend, and counting known words is fast
+enough to run on every message. The hard part is Norwegian bokmål vs nynorsk vs Danish, which
+share most words; the profiles give the few words that differ a higher weight ("markers").
+
+Also home of the text folding used by the intent matcher, so both agree on what a token is.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "intents"
+
+# Letters and digits form tokens; "§" is a token of its own so "§ 18" can be a cue.
+TOKEN_RE = re.compile(r"[^\W_]+|§")
+
+# Language detection needs only the start of a message: the rest adds time, not certainty.
+LANGUAGE_SCAN_CHARS = 3000
+MAX_LANGUAGE_TOKENS = 500
+CHAR_SCAN_CHARS = 1500  # letters like ø or ä settle a language quickly
+MIN_EVIDENCE = 2.0  # below this much profile weight we do not trust any language
+DEFAULT_PREFERENCE = 0.8  # the default wins if it scores at least this share of the best
+
+
+def _build_fold_table() -> dict[int, str]:
+    """Map accented letters to their base so "personopplysninger" == "personopplysninger"
+    typed without æøå, "löschung" == "loschung", "άρθρο" == "αρθρο"."""
+    table: dict[int, str] = {}
+    special = {"æ": "ae", "ø": "o", "œ": "oe", "ß": "ss", "đ": "d", "ł": "l", "þ": "th",
+               "ð": "d", "ı": "i", "ς": "σ"}
+    ranges = list(range(0x00C0, 0x0250)) + list(range(0x0370, 0x0400)) + list(range(0x1E00, 0x1F00))
+    for code in ranges:
+        char = chr(code).lower()
+        if char in special:
+            table[code] = special[char]
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+        if base and base != chr(code):
+            table[code] = base.lower()
+    for char, repl in special.items():
+        table[ord(char)] = repl
+        if len(char.upper()) == 1:
+            table[ord(char.upper())] = repl
+    table[ord("å")] = "a"
+    table[ord("Å")] = "a"
+    return table
+
+
+_FOLD = _build_fold_table()
+
+
+def fold(text: str) -> str:
+    """Lower-case and strip diacritics: the form cues and tokens are compared in."""
+    return text.lower().translate(_FOLD)
+
+
+def tokens(text: str) -> list[str]:
+    """Split into word tokens the same way for cues and for messages."""
+    return TOKEN_RE.findall(text)
+
+
+@dataclass(frozen=True)
+class LanguageProfiles:
+    """Word -> [(language, weight)] plus distinctive characters, built from languages.toml."""
+
+    codes: tuple[str, ...]
+    words: dict[str, tuple[tuple[str, float], ...]]  # also "Jeg" and "JEG" for "jeg"
+    chars: dict[str, tuple[tuple[str, float], ...]]  # character -> [(language, weight)]
+    char_re: re.Pattern[str] | None
+    char_cap: float  # no language gets more than this from characters alone
+
+
+def _parse_words(value: object) -> list[str]:
+    """Accept either a list of words or one space-separated string (easier to edit)."""
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return []
+
+
+@lru_cache(maxsize=8)
+def load_profiles(directory: Path | None = None) -> LanguageProfiles:
+    """Read intents/languages.toml once per directory."""
+    path = (directory or DEFAULT_DIRECTORY) / "languages.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    settings = data.get("settings", {})
+    word_weight = float(settings.get("word_weight", 1.0))
+    marker_weight = float(settings.get("marker_weight", 3.0))
+    char_weight = float(settings.get("char_weight", 0.5))
+    raw: dict[str, dict[str, float]] = {}
+    chars: dict[str, list[tuple[str, float]]] = {}
+    codes: list[str] = []
+    for code, profile in data.items():
+        if code == "settings" or not isinstance(profile, dict):
+            continue
+        codes.append(code)
+        for weight, key in ((word_weight, "words"), (marker_weight, "markers")):
+            for word in _parse_words(profile.get(key, [])):
+                entry = raw.setdefault(word.lower(), {})
+                entry[code] = max(entry.get(code, 0.0), weight)
+        for char in _parse_words(profile.get("chars", [])):
+            chars.setdefault(char.lower(), []).append((code, char_weight))
+    words: dict[str, tuple[tuple[str, float], ...]] = {}
+    for word, entry in _with_folded_forms(raw).items():
+        value = tuple(sorted(entry.items()))
+        for form in (word.upper(), word.capitalize(), word):  # tokens keep their case
+            words[form] = value
+    char_re = re.compile("[" + re.escape("".join(chars)) + "]") if chars else None
+    return LanguageProfiles(
+        codes=tuple(codes),
+        words=words,
+        chars={c: tuple(v) for c, v in chars.items()},
+        char_re=char_re,
+        char_cap=float(settings.get("char_cap", 4.0)),
+    )
+
+
+def _with_folded_forms(raw: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Also accept a word typed without its accents ("ogsa", "hälsningar" -> "halsningar"),
+    unless the folded form is itself a word of some profile (Swedish "för" must not become
+    English "for")."""
+    result = {w: dict(e) for w, e in raw.items()}
+    for word, entry in raw.items():
+        folded = fold(word)
+        if folded != word and folded not in raw:
+            target = result.setdefault(folded, {})
+            for code, weight in entry.items():
+                target[code] = max(target.get(code, 0.0), weight * 0.8)
+    return result
+
+
+def language_scores(text: str, profiles: LanguageProfiles | None = None) -> dict[str, float]:
+    """Profile weight per language for the start of the text."""
+    sample = text[:LANGUAGE_SCAN_CHARS]
+    return scores_from_tokens(TOKEN_RE.findall(sample), sample, profiles)
+
+
+def scores_from_tokens(words: list[str], sample: str,
+                       profiles: LanguageProfiles | None = None) -> dict[str, float]:
+    """Scores from tokens already split by a caller (the intent scanner splits once for
+    both jobs); only the first MAX_LANGUAGE_TOKENS count."""
+    profiles = profiles or load_profiles()
+    scores = dict.fromkeys(profiles.codes, 0.0)
+    table = profiles.words
+    matched = Counter(filter(None, map(table.get, words[:MAX_LANGUAGE_TOKENS])))
+    for entry, count in matched.items():
+        for code, weight in entry:
+            scores[code] += weight * count
+    if profiles.char_re is not None:
+        found = Counter(profiles.char_re.findall(sample[:CHAR_SCAN_CHARS].lower()))
+        char_scores = dict.fromkeys(profiles.codes, 0.0)
+        for char, count in found.items():
+            for code, weight in profiles.chars[char]:
+                char_scores[code] += count * weight
+        for code, value in char_scores.items():
+            if value:
+                scores[code] += min(value, profiles.char_cap)
+    return scores
+
+
+def detect_language(text: str, default: str = "nb") -> tuple[str, float]:
+    """Best language code and a confidence in [0, 1].
+
+    Short or mixed texts fall back to the organisation's default: answering a Norwegian
+    company's customer in Norwegian is the safe mistake, answering in Danish is not.
+    """
+    return decide_language(language_scores(text or ""), default)
+
+
+def decide_language(scores: dict[str, float], default: str = "nb") -> tuple[str, float]:
+    """Pick a language from profile scores, preferring the default when it is close."""
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+    if not ranked:
+        return default, 0.0
+    best, top = ranked[0]
+    second = ranked[1][1] if len(ranked) > 1 else 0.0
+    if top < MIN_EVIDENCE:
+        return default, round(min(0.3, top / 10), 3)
+    confidence = min(1.0, top / 8.0) * (0.4 + 0.6 * (top - second) / top)
+    if default in scores and best != default and scores[default] >= DEFAULT_PREFERENCE * top:
+        return default, round(confidence * 0.6, 3)
+    if confidence < 0.2:
+        return default, round(confidence, 3)
+    return best, round(confidence, 3)

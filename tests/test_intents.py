@@ -1,0 +1,281 @@
+"""What the intent classifier must do, on messages a Norwegian shop's privacy inbox receives.
+
+Each example is written as a customer would write it; the expected labels are the spec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.understand.intents import (
+    INTENTS,
+    Classification,
+    IntentScore,
+    classify,
+    load_lexicon,
+)
+
+# (name, subject, body, expected intents as a set)
+SINGLE_INTENT = [
+    # access
+    ("access-nb", "", "Hei, jeg ønsker innsyn i hvilke personopplysninger dere har lagret om meg.", {"access"}),
+    ("access-nb-copy", "", "Kan dere sende meg en kopi av alle opplysninger dere har registrert om meg?", {"access"}),
+    ("access-nn", "", "Hei! Eg vil gjerne ha innsyn i kva opplysningar de har om meg.", {"access"}),
+    ("access-en", "", "Hi, please send me a copy of the personal data you hold about me.", {"access"}),
+    ("access-en-sar", "Subject access request", "I am making a subject access request under the GDPR.", {"access"}),
+    ("access-sv", "", "Hej, jag vill ha ett registerutdrag med alla personuppgifter ni har om mig.", {"access"}),
+    ("access-da", "", "Hej, jeg vil gerne have indsigt i hvilke oplysninger I har registreret om mig.", {"access"}),
+    # erasure
+    ("erasure-nb", "", "Jeg ber om at dere sletter alle personopplysninger om meg.", {"erasure"}),
+    ("erasure-nb-want", "", "Jeg vil ha slettet kontoen min hos dere.", {"erasure"}),
+    ("erasure-nb-passive", "", "Jeg ønsker å bli slettet fra kunderegisteret deres.", {"erasure"}),
+    ("erasure-nb-imperative", "", "Slett meg.", {"erasure"}),
+    ("erasure-nn", "", "Eg vil ha sletta alle opplysningane de har om meg.", {"erasure"}),
+    ("erasure-en", "", "Please delete my account and all personal data you hold about me.", {"erasure"}),
+    ("erasure-sv", "", "Hej, radera mitt konto och alla mina personuppgifter.", {"erasure"}),
+    ("erasure-sv-ta-bort", "", "Hej! Jag vill att ni tar bort alla uppgifter om mig. Tack.", {"erasure"}),
+    ("erasure-nn-slettar", "", "Eg ønskjer at de slettar alt de har om meg.", {"erasure"}),
+    ("erasure-da", "", "Jeg vil gerne have slettet mine oplysninger hos jer.", {"erasure"}),
+    # portability
+    ("portability-nb", "", "Jeg vil ha dataene mine i et maskinlesbart format så jeg kan flytte dem til en annen leverandør.", {"portability"}),
+    ("portability-nn", "", "Eg vil flytte opplysningane mine til ein ny leverandør, i eit maskinlesbart format.", {"portability"}),
+    ("portability-en", "", "Under Art. 20 GDPR, please export my data as JSON so I can move it to another provider.", {"portability"}),
+    ("portability-sv", "", "Jag begär dataportabilitet: överför mina personuppgifter till en annan leverantör.", {"portability"}),
+    ("portability-da", "", "Jeg ønsker dataportabilitet, så jeg kan overføre mine data til en anden udbyder.", {"portability"}),
+    # opt_out
+    ("opt_out-nb", "", "Hei, vennligst meld meg av nyhetsbrevet deres.", {"opt_out"}),
+    ("opt_out-nb-sms", "", "Jeg ønsker ikke å motta flere reklame-SMS fra dere.", {"opt_out"}),
+    ("opt_out-nn", "", "Eg vil ikkje ha meir reklame frå dykk, meld meg av.", {"opt_out"}),
+    ("opt_out-en", "", "Please unsubscribe me and stop sending me marketing emails.", {"opt_out"}),
+    ("opt_out-en-list", "", "Please remove my email address from your mailing list.", {"opt_out"}),
+    ("opt_out-nb-email", "", "Vil ikke ha flere e-poster fra dere!!", {"opt_out"}),
+    ("opt_out-sv", "", "Sluta skicka reklam till mig, jag vill avregistrera mig från nyhetsbrevet.", {"opt_out"}),
+    ("opt_out-da", "", "Jeg vil gerne afmelde jeres nyhedsbrev og ikke modtage mere reklame.", {"opt_out"}),
+    # rectification
+    ("rectification-nb", "", "Opplysningene dere har om meg er feil. Vennligst rett opp adressen min.", {"rectification"}),
+    ("rectification-nn", "", "Opplysningane om meg er feil, kan de rette opp namnet mitt?", {"rectification"}),
+    ("rectification-en", "", "The information you hold about me is inaccurate, please correct my data.", {"rectification"}),
+    ("rectification-sv", "", "Jag begär rättelse av felaktiga personuppgifter om mig.", {"rectification"}),
+    ("rectification-da", "", "Jeg beder om berigtigelse af forkerte oplysninger om mig.", {"rectification"}),
+    # restriction, objection, question
+    ("restriction-nb", "", "Jeg ber dere begrense behandlingen av mine personopplysninger til saken er avklart.", {"restriction"}),
+    ("restriction-en", "", "Please restrict the processing of my personal data under Article 18.", {"restriction"}),
+    ("objection-nb", "", "Jeg protesterer mot behandlingen av mine opplysninger basert på berettiget interesse.", {"objection"}),
+    ("objection-en", "", "I object to the processing of my data for profiling based on your legitimate interests.", {"objection"}),
+    ("question-nb", "", "Hvor lenge lagrer dere opplysningene om kundene deres?", {"question"}),
+    ("question-en", "", "How long do you keep customer data, and do you share it with other companies?", {"question"}),
+]
+
+MULTI_INTENT = [
+    ("access+erasure-nb", "", "Send meg en kopi av dataene mine og slett deretter kontoen min.", {"access", "erasure"}),
+    ("access+erasure-en", "", "Please send me a copy of my data and then delete my account.", {"access", "erasure"}),
+    ("access+portability-en", "",
+     "I request access to my personal data under Article 15. Please also provide the data I gave you "
+     "in a machine-readable format (JSON) under Article 20.", {"access", "portability"}),
+    ("erasure+opt_out-nb", "", "Slett kontoen min, og meld meg av nyhetsbrevet.", {"erasure", "opt_out"}),
+    ("subject+body", "Innsyn", "Jeg vil også at dere sletter alle opplysninger om meg etterpå.", {"access", "erasure"}),
+]
+
+TYPOS = [
+    ("missing-aeoa", "", "Hei, jeg vil ha innsyn i personopplysningene mine. Mvh", {"access"}),
+    ("insyn", "", "hei. jeg ber om insyn i mine personopplysninger", {"access"}),
+    ("slete", "", "kan dere slete kontoen min", {"erasure"}),
+    ("personopplysiner", "", "jeg ønsker at alle personopplysiner om meg slettes", {"erasure"}),
+    ("subject-kundeforhold", "sletting av kundeforhold", "", {"erasure"}),
+    ("onsker-ascii", "", "Jeg onsker sletting av alle mine opplysninger", {"erasure"}),
+    ("innsynsbegjaering", "Innsynsbegjæring", "Se vedlagt.", {"access"}),
+    ("slettes", "", "Mine personopplysninger skal slettes omgående.", {"erasure"}),
+]
+
+LOOK_ALIKES = [
+    ("deleted-by-accident", "", "Jeg slettet ordrebekreftelsen ved et uhell, kan dere sende den på nytt?"),
+    ("stop-delivery", "", "Stopp levering, jeg er ikke hjemme denne uken."),
+    ("cancel-order", "", "Hei, kan dere avbestille ordren min? Ordrenummer 10233."),
+    ("delete-cart", "", "Slett min handlekurv?"),
+    ("new-invoice", "", "Kan dere slette fakturaen og sende ny med riktig adresse?"),
+    ("newsletter-footer", "", "Ukens tilbud: 20 % på røykvarslere! For å melde deg av nyhetsbrevet, klikk her."),
+    ("unsubscribe-footer", "", "Big summer sale on fire extinguishers. To unsubscribe from this newsletter click here."),
+    ("job-application", "", "Jeg søker stillingen som lagermedarbeider og ber om innsyn i søkerlisten."),
+    ("order", "", "Hei, jeg vil bestille to brannslukkere og en røykvarsler. Levering til Storgata 1."),
+    ("invoice-question", "", "Fakturaen jeg fikk har feil beløp, kan dere rette den?"),
+    ("return", "", "Jeg vil returnere varen, den var skadet ved levering."),
+    ("we-deleted-en", "", "I accidentally deleted the invoice email, could you resend it?"),
+    ("reminder-earlier-request", "",
+     "Jeg sendte dere en forespørsel om innsyn 3. mars og har ikke fått svar."),
+    ("complaint-to-authority", "",
+     "Jeg klager herved til Datatilsynet fordi dere ikke har svart på min innsynsbegjæring."),
+    ("support", "", "Alarmen piper hele tiden, hvordan bytter jeg batteri?"),
+    ("spam", "", "Congratulations! You have won a free cruise. Click the link to claim your prize."),
+]
+
+
+def _labels(result: Classification) -> set[str]:
+    return set(result.intents)
+
+
+@pytest.mark.parametrize("name,subject,body,expected", SINGLE_INTENT + MULTI_INTENT + TYPOS,
+                         ids=[c[0] for c in SINGLE_INTENT + MULTI_INTENT + TYPOS])
+def test_requests_get_their_intents(name: str, subject: str, body: str, expected: set[str]) -> None:
+    result = classify(body, subject=subject)
+    assert _labels(result) == expected, result.explain()
+    assert not result.unclear
+
+
+@pytest.mark.parametrize("name,subject,body", LOOK_ALIKES, ids=[c[0] for c in LOOK_ALIKES])
+def test_look_alikes_are_not_requests(name: str, subject: str, body: str) -> None:
+    result = classify(body, subject=subject)
+    assert result.intents == (), result.explain()
+
+
+def test_every_intent_is_covered_by_an_example() -> None:
+    covered = set().union(*(c[3] for c in SINGLE_INTENT))
+    assert covered == set(INTENTS)
+
+
+def test_subject_alone_is_a_strong_signal() -> None:
+    result = classify("", subject="Innsyn")
+    assert result.intents == ("access",)
+    assert result.scores[0].confidence >= 0.6
+
+
+def test_request_addressed_to_us_fires_but_past_tense_does_not() -> None:
+    assert classify("Jeg ber om at dere sletter kontoen min.").intents == ("erasure",)
+    assert classify("Jeg har slettet kontoen min i appen, men får fortsatt varsler.").intents != ("erasure",)
+
+
+def test_an_admission_of_an_accident_cancels_only_its_own_sentence() -> None:
+    text = "Jeg slettet ordrebekreftelsen ved et uhell. Uansett: slett kontoen min og alle opplysninger om meg."
+    assert classify(text).intents == ("erasure",)
+
+
+def test_incidental_mention_of_another_right_is_not_a_second_intent() -> None:
+    text = ("I am hereby requesting access to my personal data according to Article 15 GDPR. "
+            "Please send me a copy of all personal data concerning me and tell me the purposes of the "
+            "processing. I am aware of my right to erasure.")
+    assert classify(text).intents == ("access",)
+
+
+def test_question_yields_to_a_concrete_request() -> None:
+    text = "Hvor lenge lagrer dere opplysningene? Uansett ønsker jeg at dere sletter kontoen min."
+    assert classify(text).intents == ("erasure",)
+
+
+def test_direct_marketing_objection_is_opt_out_not_objection() -> None:
+    text = "I object to the processing of my personal data for direct marketing under Article 21(2) GDPR."
+    result = classify(text)
+    assert "opt_out" in result.intents
+    assert "objection" not in result.intents
+
+
+def test_weak_signal_is_unclear_rather_than_a_guess() -> None:
+    result = classify("Kan dere fjerne meg?")
+    assert result.intents == ()
+    assert result.unclear
+
+
+def test_no_signal_is_neither_request_nor_unclear() -> None:
+    result = classify("Hei, når åpner butikken på lørdag?")
+    assert result.intents == ()
+    assert not result.unclear
+
+
+@pytest.mark.parametrize("text", ["", "   ", "Hei", "?", "Takk!", "OK"])
+def test_short_messages_do_not_crash_or_guess(text: str) -> None:
+    result = classify(text)
+    assert result.intents == ()
+    assert result.language == "nb"
+
+
+def test_short_message_uses_the_default_language() -> None:
+    assert classify("Slett meg", default_language="nn").language == "nn"
+    assert classify("Slett meg", default_language="nn").intents == ("erasure",)
+
+
+def test_result_carries_language_scores_and_evidence() -> None:
+    result = classify("Eg vil ha innsyn i kva opplysningar de har om meg, og så vil eg ha sletta kontoen.")
+    assert result.language == "nn"
+    assert 0.0 <= result.language_confidence <= 1.0
+    assert set(result.intents) == {"access", "erasure"}
+    by_intent = {s.intent: s for s in result.scores}
+    assert all(isinstance(s, IntentScore) and 0.0 <= s.confidence <= 1.0 for s in result.scores)
+    assert any("innsyn" in e.lower() for e in by_intent["access"].evidence)
+    assert any("sletta" in e for e in by_intent["erasure"].evidence)
+    # intents are ordered most confident first
+    confidences = [by_intent[i].confidence for i in result.intents]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_evidence_is_quoted_as_written() -> None:
+    result = classify("Please handle my request under Art. 15(3) GDPR and send me a COPY of my data.")
+    evidence = {e for s in result.scores for e in s.evidence}
+    assert "Art. 15(3)" in evidence or "Art. 15" in evidence
+    assert any("COPY" in e for e in evidence)
+
+
+def test_explain_lists_intents_and_evidence() -> None:
+    result = classify("Hei, jeg vil ha innsyn og deretter få slettet kontoen min.")
+    text = result.explain()
+    assert "access" in text and "erasure" in text
+    assert "innsyn" in text and "slettet" in text
+    assert "language: nb" in text
+
+
+def test_explain_says_unclear() -> None:
+    assert "UNCLEAR" in classify("Kan dere fjerne meg?").explain()
+
+
+def test_huge_message_returns() -> None:
+    body = ("Dette er en lang e-post om en ordre og en levering. " * 100_000)[:5_000_000]
+    body = "Jeg vil ha innsyn i opplysningene dere har om meg. " + body
+    result = classify(body)
+    assert result.intents == ("access",)
+
+
+def test_lexicon_from_another_directory(tmp_path: Path) -> None:
+    """An officer's new phrase works without touching Python (here: in a copy of the files)."""
+    source = Path(__file__).resolve().parents[1] / "intents"
+    for path in source.glob("*.toml"):
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    phrase = '\n[access]\n"hva vet dere om meg" = 1.5\n'
+    (tmp_path / "local.toml").write_text(phrase, encoding="utf-8")
+    custom = load_lexicon(tmp_path)
+    text = "Hei, hva vet dere om meg egentlig"
+    assert classify(text).intents == ()
+    assert classify(text, lexicon=custom).intents == ("access",)
+
+
+def test_lexicon_rejects_unknown_sections(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text('[acess]\n"innsyn" = 1\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="acess"):
+        load_lexicon(tmp_path)
+
+
+def test_every_language_file_documents_its_format() -> None:
+    directory = Path(__file__).resolve().parents[1] / "intents"
+    for code in ("nb", "nn", "en", "sv", "da", "de", "fr", "es", "it", "nl", "pt", "cs", "ro", "hr",
+                 "el", "common"):
+        text = (directory / f"{code}.toml").read_text(encoding="utf-8")
+        assert "HOW TO EDIT" in text, code
+
+
+REAL_LETTER_STYLE = [
+    ("de", "Sehr geehrte Damen und Herren, ich bitte hiermit um Auskunft gemäß Art. 15 DSGVO.", {"access"}),
+    ("fr", "Madame, Monsieur, je vous demande la suppression de mes données personnelles (Article 17 RGPD).", {"erasure"}),
+    ("es", "Solicito la portabilidad de mis datos en un formato estructurado, de uso común y lectura mecánica.", {"portability"}),
+    ("it", "Vi chiedo la cancellazione dei miei dati personali ai sensi dell'Articolo 17 del GDPR.", {"erasure"}),
+    ("nl", "Ik wil me afmelden voor de nieuwsbrief en geen reclame meer ontvangen.", {"opt_out"}),
+    ("pt", "Solicito acesso aos meus dados pessoais conforme o artigo 15 do RGPD.", {"access"}),
+    ("cs", "Tímto žádám o vymazání osobních údajů týkajících se mé osoby podle článku 17 GDPR.", {"erasure"}),
+    ("hr", "Ovime zahtijevam pristup mojim osobnim podacima prema članku 15. GDPR-a.", {"access"}),
+    ("ro", "Solicit accesul la datele mele personale în concordanță cu Articolul 15 din RGPD.", {"access"}),
+    ("el", "Ζητώ τη διαγραφή των προσωπικών δεδομένων μου σύμφωνα με το άρθρο 17 του GDPR.", {"erasure"}),
+]
+
+
+@pytest.mark.parametrize("language,body,expected", REAL_LETTER_STYLE, ids=[c[0] for c in REAL_LETTER_STYLE])
+def test_other_languages(language: str, body: str, expected: set[str]) -> None:
+    result = classify(body)
+    assert _labels(result) == expected, result.explain()
+    assert result.language == language
