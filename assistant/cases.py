@@ -310,19 +310,25 @@ def reopen(session: Session, ref: str, by: str, reason: str | None = None) -> Ca
 # -- drafts -------------------------------------------------------------------------------------
 
 
+NOTICE_KINDS = frozenset({"extension"})  # mail about the case, not the answer to the request
+
+
 def add_draft(session: Session, case: Case, *, kind: str, language: str, subject: str,
               body: str, quoted_sections: Iterable[str] = (), actor: str = "dsr") -> Draft:
-    """A new draft supersedes any pending one; a verified case moves to drafted."""
+    """A new draft supersedes a pending one of its family (reply or notice); a reply to a
+    verified case moves the case to drafted."""
+    notice = kind in NOTICE_KINDS
     for old in session.execute(
         select(Draft).where(Draft.case_id == case.id, Draft.state == "pending")
     ).scalars():
-        old.state = "superseded"
-        session.add(old)
+        if (old.kind in NOTICE_KINDS) == notice:
+            old.state = "superseded"
+            session.add(old)
     draft = Draft(case_id=case.id, kind=kind, language=language, subject=subject, body=body,
                   quoted_sections=json.dumps(list(quoted_sections)))
     session.add(draft)
     session.flush()
-    if case.state in ("verified", "drafted", "approved", "answered"):
+    if not notice and case.state in ("verified", "drafted", "approved", "answered"):
         _move(session, case, "drafted", actor, "drafted", draft=draft.id, draft_kind=kind)
     else:
         record_event(session, case, actor, "drafted", draft=draft.id, draft_kind=kind)
@@ -330,9 +336,10 @@ def add_draft(session: Session, case: Case, *, kind: str, language: str, subject
 
 
 def pending_draft(session: Session, case: Case) -> Draft:
+    """The oldest pending draft: a time-bound notice (extension) is reviewed before the reply."""
     draft = session.execute(
         select(Draft).where(Draft.case_id == case.id, Draft.state == "pending")
-        .order_by(Draft.id.desc()).with_for_update()
+        .order_by(Draft.id).with_for_update()
     ).scalars().first()
     if draft is None:
         raise CaseError(f"case {case.ref} has no draft waiting for review")
@@ -344,6 +351,8 @@ def approve_draft(session: Session, ref: str, by: str, edited_body: str | None =
     """Staff approval; a reply that discloses anything needs a verified requester first."""
     case = get_case(session, ref, for_update=True)
     draft = pending_draft(session, case)
+    if draft.kind in NOTICE_KINDS:
+        return _decide_notice(session, case, draft, "approved", by, now, body=edited_body)
     if case.state != "drafted":
         raise CaseError(f"case {case.ref} is {case.state}; verify the requester before approving a reply")
     if draft.kind == "erasure":
@@ -371,12 +380,28 @@ def reject_draft(session: Session, ref: str, reason: str, by: str,
         raise CaseError("a rejection needs a reason (it is shown to the requester)")
     case = get_case(session, ref, for_update=True)
     draft = pending_draft(session, case)
+    if draft.kind in NOTICE_KINDS:
+        return _decide_notice(session, case, draft, "rejected", by, now, reason=reason.strip())
     draft.state = "rejected"
     draft.reason = reason.strip()
     draft.decided_at = _now(now)
     draft.decided_by = by
     session.add(draft)
     _move(session, case, "rejected", by, "rejected", draft=draft.id, reason=draft.reason)
+    return draft
+
+
+def _decide_notice(session: Session, case: Case, draft: Draft, outcome: str, by: str,
+                   now: datetime | None, body: str | None = None, reason: str | None = None) -> Draft:
+    """A notice is approved or dropped on its own; the case's state is not the notice's business."""
+    if body is not None:
+        if not body.strip():
+            raise CaseError("the edited notice is empty")
+        draft.body = body
+    draft.state, draft.reason = outcome, reason
+    draft.decided_at, draft.decided_by = _now(now), by
+    session.add(draft)
+    record_event(session, case, by, f"notice_{outcome}", draft=draft.id, draft_kind=draft.kind)
     return draft
 
 

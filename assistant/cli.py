@@ -19,6 +19,7 @@ import click
 from sqlmodel import Session
 
 from . import cases as case_engine
+from . import workflow
 from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
 from .store.db import StoreError, open_store, session_scope
@@ -420,8 +421,8 @@ def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
     """Record that the requester's identity was verified."""
     now = parse_moment(now_text, "--now")
     with store_session() as (conf, session):
-        case = case_engine.verify(session, conf, ref, method, by, now=now)
-        click.echo(f"{case.ref} verified ({method}) by {by}")
+        case = workflow.verify(session, conf, ref, method, by, now=now)
+        click.echo(f"{case.ref} verified ({method}) by {by}; reply drafted for review")
 
 
 @cases.command("extend")
@@ -434,8 +435,9 @@ def cases_extend(ref: str, reason: str, by: str, now_text: str | None) -> None:
     """Extend the deadline by two months; allowed only until the extension notice date."""
     now = parse_moment(now_text, "--now")
     with store_session() as (conf, session):
-        case = case_engine.extend(session, conf, ref, reason, by, now=now)
-        click.echo(f"{case.ref} extended to {case.due.isoformat() if case.due else '-'}")
+        case = workflow.extend(session, conf, ref, reason, by, now=now)
+        click.echo(f"{case.ref} extended to {case.due.isoformat() if case.due else '-'}; "
+                   "extension notice drafted for review")
 
 
 @cases.command("close")
@@ -486,19 +488,11 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
     if "@" not in requester:
         raise UsageProblem(f"--requester: {requester!r} is not an email address")
     received = parse_moment(received_text, "--received") or datetime.now(timezone.utc)
-    labels: list[str] = list(intents)
-    language: str | None = None
-    unclear = False
-    conf = settings()
-    if not labels and text:
-        org = conf.organization(org_id) if org_id in {o.id for o in conf.organizations} else None
-        result = _classify_one(conf, text, "", org.addresses[0] if org else None)
-        labels, language, unclear = list(result.intents), result.language, result.unclear
     with store_session() as (conf, session):
-        case = case_engine.open_case(
+        case = workflow.open_request(
             session, conf, org_id=org_id, channel=channel, received_at=received,
-            requester=requester, requester_name=requester_name, intents=labels,
-            language=language, unclear=unclear or not labels, actor=by,
+            requester=requester, requester_name=requester_name, body=text or "",
+            intents=list(intents) if intents else None, actor=by,
         )
         summary = case_engine.case_summary(case)
     if as_json:
