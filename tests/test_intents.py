@@ -157,9 +157,15 @@ def test_incidental_mention_of_another_right_is_not_a_second_intent() -> None:
     assert classify(text).intents == ("access",)
 
 
-def test_question_yields_to_a_concrete_request() -> None:
-    text = "Hvor lenge lagrer dere opplysningene? Uansett ønsker jeg at dere sletter kontoen min."
-    assert classify(text).intents == ("erasure",)
+def test_question_inside_a_request_sentence_yields_to_it() -> None:
+    text = "I want a copy of my data, including how long you store it and who you share it with."
+    assert classify(text).intents == ("access",)
+
+
+def test_a_separate_general_question_is_kept_beside_a_request() -> None:
+    # tests/data/README.md: "A general question asked next to a request gets question as well."
+    text = "Uansett ønsker jeg at dere sletter kontoen min. Hvor lenge lagrer dere egentlig kundedata?"
+    assert set(classify(text).intents) == {"erasure", "question"}
 
 
 def test_direct_marketing_objection_is_opt_out_not_objection() -> None:
@@ -238,10 +244,10 @@ def test_lexicon_from_another_directory(tmp_path: Path) -> None:
     source = Path(__file__).resolve().parents[1] / "intents"
     for path in source.glob("*.toml"):
         (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    phrase = '\n[access]\n"hva vet dere om meg" = 1.5\n'
+    phrase = '\n[access]\n"hvilke spor har dere etter meg" = 1.5\n'
     (tmp_path / "local.toml").write_text(phrase, encoding="utf-8")
     custom = load_lexicon(tmp_path)
-    text = "Hei, hva vet dere om meg egentlig"
+    text = "Hei, hvilke spor har dere etter meg egentlig"
     assert classify(text).intents == ()
     assert classify(text, lexicon=custom).intents == ("access",)
 
@@ -279,3 +285,89 @@ def test_other_languages(language: str, body: str, expected: set[str]) -> None:
     result = classify(body)
     assert _labels(result) == expected, result.explain()
     assert result.language == language
+
+
+# ---------------------------------------------------------------- generalisation (v2)
+# Each group is one general cause of misses on unseen inbox mail; examples are new wording.
+
+REQUEST_FRAME = [
+    # one passive/modal request phrase addressed to us is enough (request frame boost)
+    ("frame-passive-nb", "", "Jeg ber om at samtalen dere tok opp med meg slettes.", {"erasure"}),
+    ("frame-modal-nb", "", "Kan dere sørge for at bildene av meg blir fjernet og få dem slettet?", {"erasure"}),
+    ("frame-passive-sv", "", "Jag vill att mitt kundkonto och mina uppgifter tas bort.", {"erasure"}),
+    ("frame-passive-da", "", "Jeg beder om at mine oplysninger slettes.", {"erasure"}),
+    ("frame-calls-nb", "", "Jeg ønsker ikke flere oppringninger fra selgerne deres fremover.", {"opt_out"}),
+    ("frame-calls-sv", "", "Sluta ringa mig, jag vill inte bli kontaktad i säljsyfte.", {"opt_out"}),
+    ("frame-calls-da", "", "Stop med at ringe til mig, jeg vil ikke kontaktes i salgsøjemed.", {"opt_out"}),
+    ("frame-calls-en", "", "Please stop calling me about alarm offers.", {"opt_out"}),
+]
+
+RECTIFY_RESTRICT = [
+    ("rectify-update-name-nb", "", "Jeg har skiftet navn. Kan dere oppdatere navnet mitt i kunderegisteret?", {"rectification"}),
+    ("rectify-misspelt-en", "", "My name is misspelled in your records, please correct it.", {"rectification"}),
+    ("rectify-wrong-address-sv", "", "Ni har fel adress på mig, kan ni rätta det?", {"rectification"}),
+    ("rectify-wrong-phone-da", "", "I har et forkert telefonnummer på mig, vil I opdatere det?", {"rectification"}),
+    ("restrict-keep-dont-use-nb", "", "Ikke slett loggene, men ikke bruk dem til noe annet før tvisten er over.", {"restriction"}),
+    ("restrict-passive-sv", "", "Jag begär att behandlingen av mina uppgifter begränsas tills saken är utredd.", {"restriction"}),
+    ("restrict-until-en", "", "Please do not use my details for anything until the dispute is settled.", {"restriction"}),
+]
+
+GENERAL_QUESTIONS = [
+    ("question-analytics-nb", "", "Bruker dere Google Analytics eller annen sporing på nettsiden?", {"question"}),
+    ("question-processors-nb", "", "Hvilke databehandlere bruker dere, og overføres kundedata til USA?", {"question"}),
+    ("question-general-store-nb", "", "Hvilke opplysninger lagres når man ringer kundeservice?", {"question"}),
+    ("question-store-en", "", "Where is customer data stored, and do you use sub-processors outside the EEA?", {"question"}),
+    ("question-share-da", "", "Deler I kundeoplysninger med andre firmaer?", {"question"}),
+]
+
+ACCESS_THEIR_DATA = [
+    ("access-what-do-you-know-nb", "", "Hva vet dere egentlig om meg?", {"access"}),
+    ("access-source-nb", "", "Hvor har dere fått nummeret mitt fra? Jeg har aldri vært kunde.", {"access"}),
+    ("access-embedded-sv", "", "Jag vill veta vad ni har registrerat om mig.", {"access"}),
+]
+
+MULTI_V2 = [
+    ("multi-copy-then-delete-en", "", "Send me a copy of what you hold about me and then delete everything.", {"access", "erasure"}),
+    ("multi-see-then-passive-nb", "", "Jeg vil se hva dere har lagret om meg, og etterpå at alt slettes.", {"access", "erasure"}),
+    ("multi-unsubscribe-delete-da", "", "Afmeld mig jeres nyhedsbrev og slet min konto.", {"opt_out", "erasure"}),
+    ("multi-request-plus-question-nb", "", "Jeg ber om innsyn i opplysningene om meg. Hvor lenge lagrer dere kundedata?", {"access", "question"}),
+]
+
+LOOK_ALIKES_V2 = [
+    ("course-cancel-nb", "", "Jeg må melde meg av kurset på torsdag, kan jeg få pengene tilbake?"),
+    ("warranty-claim-nb", "", "Hvordan reklamerer jeg på en røykvarsler som ikke virker?"),
+    ("tender-innsyn-nb", "", "Vi ber om innsyn i anbudsdokumentene og tildelingsrapporten."),
+    ("report-innsyn-nb", "", "Jeg trenger innsyn i kontrollrapporten for sprinkleranlegget i bygget vårt."),
+    ("phishing-nb", "", "Bekreft kontoen din innen 24 timer, ellers vil alle filer bli slettet. Klikk her."),
+    ("newsletter-footer-v2-nb", "", "Nye priser på slukkeutstyr! Ønsker du ikke å motta flere e-poster? Meld deg av her."),
+    ("reply-thanks", "SV: Sletting av opplysninger", "Takk for svaret, da er jeg fornøyd."),
+    ("software-admin-delete-nb", "", "Hvordan sletter vi gamle brukere i systemet? Vi finner ikke knappen."),
+    ("disclaimer-en", "", "If you received this e-mail in error, please delete it and notify the sender."),
+    ("anonymity-sv", "", "Snälla håll min adress hemlig för att bevara min anonymitet."),
+]
+
+V2 = REQUEST_FRAME + RECTIFY_RESTRICT + GENERAL_QUESTIONS + ACCESS_THEIR_DATA + MULTI_V2
+
+
+@pytest.mark.parametrize("name,subject,body,expected", V2, ids=[c[0] for c in V2])
+def test_general_families_of_requests(name: str, subject: str, body: str, expected: set[str]) -> None:
+    result = classify(body, subject=subject)
+    assert _labels(result) == expected, result.explain()
+
+
+@pytest.mark.parametrize("name,subject,body", LOOK_ALIKES_V2, ids=[c[0] for c in LOOK_ALIKES_V2])
+def test_more_look_alikes_stay_negative(name: str, subject: str, body: str) -> None:
+    result = classify(body, subject=subject)
+    assert result.intents == (), result.explain()
+
+
+def test_request_frame_lifts_a_supporting_cue_but_not_a_bare_mention() -> None:
+    bare = classify("Opptaket av samtalen slettes etter seks uker.")
+    asked = classify("Jeg ønsker at opptaket av samtalen slettes.")
+    assert "erasure" not in bare.intents
+    assert asked.intents == ("erasure",)
+
+
+def test_reply_subject_is_not_the_senders_request() -> None:
+    assert classify("Takk!", subject="Re: Innsyn").intents == ()
+    assert classify("Takk!", subject="Innsyn").intents == ("access",)

@@ -11,9 +11,13 @@ How a message is scored (the file headers in intents/ explain the same to editor
   subtract within their own sentence, so a look-alike cancels only what is next to it;
 - weak cues ("?delete") count only next to a personal-data word, where a bare "delete"
   in a shop inbox is about an order or an invoice;
+- a sentence with a request frame (intents/frame.toml: "jeg ber om", "kan dere", "please")
+  counts its cues 1.6 times: one clear first-person request to us is enough on its own;
 - score -> confidence 1 - exp(-score); intents far weaker than the strongest one are
   incidental mentions (an access letter that names the right to erasure) and are kept
-  below the threshold; "question" yields to any concrete request.
+  below the threshold; "question" cues inside a request sentence are part of that request
+  (x0.3), while a separate general question next to a request is kept as "question";
+- a reply's subject ("SV: Innsyn") is not scored: the sender did not write it now.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "intents"
 MAX_SCORED_CHARS = 20_000  # a 5 MB mail is scored on its start: requests come first
 THRESHOLD = 0.6  # confidence needed to act (a cue of weight 1.0 alone reaches 0.63)
 SIGNAL = 0.25  # below this confidence there is no signal at all, not even "unclear"
+QUESTION_BESIDE_REQUEST = 0.3  # a "how long" inside a request sentence is part of the request
 RELATIVE = 0.25  # an intent weaker than this share of the strongest is incidental
 WEAK_ELSEWHERE = 0.5  # a weak cue whose personal-data word is in another sentence
 GAP = "..."
@@ -49,7 +54,11 @@ FUZZY_MIN_LEN = 5  # shorter tokens are never fuzzy-matched: too many real words
 CACHE_LIMIT = 200_000
 MAX_EVIDENCE = 8
 
-SPECIAL_SECTIONS = ("any", "topic", "veto")
+SPECIAL_SECTIONS = ("any", "topic", "veto", "frame")
+FRAME_BOOST = 1.6  # a cue in a sentence that asks us for something ("jeg ber om", "please")
+# A reply's subject repeats the subject of the mail it answers: it is not what the sender asks now.
+_REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|sv|aw|vs|fw|fwd|tr|antw|vb|videresend)\s*(?:\[\d+\])?\s*:\s*)+",
+                            re.IGNORECASE)
 
 _NORDIC = frozenset({"nb", "nn", "da", "sv", "en", "common"})
 # Which lexicons a message's typos are corrected against, by detected language.
@@ -428,6 +437,8 @@ def _score(hits: list[_Hit]) -> tuple[dict[str, float], dict[str, list[tuple[flo
     for index in sorted(by_sentence):
         grouped = by_sentence[index]
         damp_any = sum(h.cue.weight for h in grouped.get("any", ()))
+        boost = FRAME_BOOST if "frame" in grouped else 1.0
+        has_action = False  # set once an action intent scores here; "question" comes last
         weak_factor = 1.0 if index in topic_in else (WEAK_ELSEWHERE if topic_in else 0.0)
         for intent in INTENTS:
             if intent not in grouped:
@@ -446,13 +457,16 @@ def _score(hits: list[_Hit]) -> tuple[dict[str, float], dict[str, list[tuple[flo
                 continue
             positives = _drop_overlaps(positives)
             total = sum(w for w, _ in positives)
-            net = total + negative
+            if intent == "question" and has_action:
+                total *= QUESTION_BESIDE_REQUEST
+            net = total * boost + negative
             if net <= 0:
                 continue
             for weight, hit in positives:
                 used.add(hit.cue.key)
-                evidence[intent].append((weight * net / total, hit))
+                evidence[intent].append((weight * net / (total * boost), hit))
             scores[intent] += net
+            has_action = has_action or intent in ACTION_INTENTS
     if veto > 0:
         scores = {k: v * max(0.0, 1.0 - veto) for k, v in scores.items()}
     return scores, evidence
@@ -479,7 +493,7 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
     """Language and intents of one message (body already stripped of quotes/signature).
     `lexicon` defaults to intents/ beside the package (load_lexicon())."""
     body = (body or "")[:MAX_SCORED_CHARS]
-    subject = " ".join((subject or "")[:1000].split())
+    subject = _new_subject(subject)
     text = f"{subject}\n\n{body}" if subject else body
     tokens = _SCAN.findall(text)
     language, language_confidence = decide_language(
@@ -496,8 +510,6 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
         confidence = _confidence(score)
         if top > 0 and intent != "question" and score < RELATIVE * top:
             confidence *= score / (RELATIVE * top)
-        if intent == "question" and _confidence(top) >= THRESHOLD:
-            confidence *= 0.3
         if confidence < SIGNAL * 0.4:
             continue
         results.append(IntentScore(intent, round(confidence, 3),
@@ -506,6 +518,13 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
     chosen = tuple(s.intent for s in results if s.confidence >= THRESHOLD)
     unclear = not chosen and any(s.confidence >= SIGNAL for s in results)
     return Classification(chosen, language, language_confidence, tuple(results), unclear)
+
+
+def _new_subject(subject: str) -> str:
+    """The subject as the sender's own words; empty for a reply or forward, whose subject
+    was written by whoever started the thread ("SV: Innsyn" on a thank-you note)."""
+    subject = " ".join((subject or "")[:1000].split())
+    return "" if _REPLY_SUBJECT.match(subject) else subject
 
 
 def _evidence_texts(hits: list[tuple[float, _Hit]], text: str,
