@@ -156,15 +156,29 @@ def _drop_quoted_lines(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _parser(text: str) -> EmailMessage:
+def _new_parser(text: str) -> EmailMessage:
     return EmailMessage(
         text=text, languages=[LANGUAGE_KEY], include_english=False, keep_hyphen_lists=True
     )
 
 
-# The library's own header pattern, compiled once: finding the first header ourselves lets the
-# library work on the new text only instead of splitting and scanning every quoted reply.
-_FIRST_HEADER = _parser("").HEADER_REGEX
+# The library builds its three patterns per message; build them once and hand them to every
+# parser. Finding the first header ourselves lets the library work on the new text only instead
+# of splitting and scanning every quoted reply.
+_TEMPLATE = _new_parser("")
+_FIRST_HEADER = _TEMPLATE.HEADER_REGEX
+_PATTERNS = {
+    "_header_regex": _FIRST_HEADER,
+    "_signature_regex": _TEMPLATE.SIGNATURE_REGEX,
+    "_disclaimers_regex": _TEMPLATE.DISCLAIMERS_REGEX,
+}
+
+
+def _parser(text: str) -> EmailMessage:
+    parser = _new_parser(text)
+    for name, pattern in _PATTERNS.items():
+        setattr(parser, name, pattern)
+    return parser
 
 
 def _library_split(text: str) -> str:
