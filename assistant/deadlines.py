@@ -13,11 +13,11 @@ a Norwegian company on 1 February, and that is the day the clock starts.
 from __future__ import annotations
 
 import calendar as _stdlib_calendar
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Iterable
 from zoneinfo import ZoneInfo
 
 import holidays

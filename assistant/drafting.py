@@ -56,7 +56,7 @@ class OrgInfo:
     retention_law: tuple[str, ...] = ()
 
     @classmethod
-    def from_policy(cls, policy: Policy, addresses: tuple[str, ...] | None = None) -> "OrgInfo":
+    def from_policy(cls, policy: Policy, addresses: tuple[str, ...] | None = None) -> OrgInfo:
         """Build from the policy's front matter; config may override the addresses."""
         return cls(
             id=policy.org,

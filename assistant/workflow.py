@@ -50,7 +50,7 @@ def policy_for(settings: Settings, org: Organization) -> Policy | None:
 def record_request_text(session: Session, case: Case, *, channel: str, received_at: datetime,
                         subject: str, body: str, requester: str | None) -> Message:
     """Keep what a person said by phone or chat beside the case, as a message would be kept."""
-    raw = f"Subject: {subject}\n\n{body}".encode("utf-8")
+    raw = f"Subject: {subject}\n\n{body}".encode()
     message = Message(
         dedup_key=f"{channel}:{uuid.uuid4()}", channel=channel, raw=raw,
         sha256=hashlib.sha256(raw).hexdigest(), received_at=received_at,

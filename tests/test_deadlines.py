@@ -8,11 +8,11 @@ Meeus/Jones/Butcher algorithm, so nothing here is copied from the function under
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from zoneinfo import ZoneInfo
 
 from assistant.deadlines import (
     OSLO,

@@ -15,12 +15,12 @@ import codecs
 import email
 import email.policy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Iterable
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from .intents import Classification, classify
 from .mailtext import strip_quotes_and_signature
 
-
 # What a person writes to a privacy address fits in far less; the rest is quoted mail,
 # pasted logs or attachments turned to text. Capping first keeps a 5 MB mail cheap.
 MAX_SCORED_CHARS = 20_000

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 
 from mailparser_reply import EmailMessage
-from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE as Q
+from mailparser_reply.constants import MAIL_LANGUAGES
+from mailparser_reply.constants import QUOTED_MATCH_INCLUDE as Q
 
 #: Our key in mail-parser-reply's language table (a name upstream will not use).
 LANGUAGE_KEY = "dsr-nordic"

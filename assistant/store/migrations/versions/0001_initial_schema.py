@@ -1,13 +1,12 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -39,7 +38,7 @@ def _events_append_only() -> None:
 
 
 def upgrade() -> None:
-    
+
     op.create_table('case_counters',
     sa.Column('prefix', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('year', sa.Integer(), nullable=False),
@@ -228,7 +227,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS events_append_only ON events")
         op.execute("DROP FUNCTION IF EXISTS events_append_only()")
     op.drop_index("ix_cases_state_due", table_name="cases")
-    
+
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_state'))
         batch_op.drop_index(batch_op.f('ix_outbox_next_attempt_at'))
@@ -271,4 +270,4 @@ def downgrade() -> None:
 
     op.drop_table('cases')
     op.drop_table('case_counters')
-    
+
