@@ -292,10 +292,13 @@ def draft_reply(
     org: OrgInfo, policy: Policy | None, ref: str, intents: list[str], language: str, due: date,
     question: str | None = None, extended_due: date | None = None,
     extension_reason: str | None = None, templates_dir: Path = DEFAULT_TEMPLATES,
+    verified: bool = False,
 ) -> Draft:
     """The answer to a request: one mail covering every intent, quoting the organisation's own
     policy where it speaks to that right and stating the right in plain words where it does not.
-    No intents means we did not understand the request: ask, and list the rights."""
+    No intents means we did not understand the request: ask, and list the rights.
+    `verified` says the requester's identity is already confirmed, so the reply does not
+    promise to act only once it is."""
     lang = reply_language(language, templates_dir)
     ordered = _ordered_intents(list(intents))
     labels = _labels(Path(templates_dir), lang)
@@ -305,6 +308,7 @@ def draft_reply(
         "extended_due": format_date(extended_due, lang, templates_dir) if extended_due else "",
         "extension_reason": (extension_reason or "").strip(),
         "policy_known": policy is not None,
+        "verified": verified,
     }
     if not ordered:
         subject, body = _render(templates_dir, lang, "unclear.txt.j2", context)

@@ -109,6 +109,7 @@ def compose(session: Session, settings: Settings, case: Case) -> DraftText:
         question=_request_text(session, case) if "question" in intents else None,
         extended_due=case.due if case.extended else None,
         extension_reason=case.extension_reason if case.extended else None,
+        verified=case.verified,
     )
 
 

@@ -59,6 +59,9 @@ def test_an_access_request_waits_for_verification_then_gets_a_draft(store, setti
     (draft,) = after["drafts"]
     assert draft["kind"] == "access" and draft["state"] == "pending"
     assert ref in draft["subject"] and ref in draft["body"]
+    # Written after verification, the reply does not ask the person to prove who they are.
+    assert "Vi har bekreftet at forespørselen kommer fra deg" in draft["body"]
+    assert "Når vi har bekreftet" not in draft["body"]
 
 
 def test_an_opt_out_is_drafted_at_once_without_verification(store, settings):
