@@ -371,3 +371,62 @@ def test_request_frame_lifts_a_supporting_cue_but_not_a_bare_mention() -> None:
 def test_reply_subject_is_not_the_senders_request() -> None:
     assert classify("Takk!", subject="Re: Innsyn").intents == ()
     assert classify("Takk!", subject="Innsyn").intents == ("access",)
+
+
+# Composition (intents/compose.toml): an action word + a personal-data object in one clause,
+# lifted by a request frame or by a command at the start of the sentence.
+COMPOSED = [
+    ("compose-erasure-nb-caps", "", "FJERN TELEFONNUMMERET MITT FRA SYSTEMET DERES!", {"erasure"}),
+    ("compose-erasure-nb-typo", "", "Jeg vil at dere slete profilen min hos dere.", {"erasure"}),
+    ("compose-erasure-nn-forget", "", "Hei, gløym meg. Ta bort namnet og adressa mi frå kundelista.", {"erasure"}),
+    ("compose-erasure-da", "", "Hej, slet venligst mit navn og min e-mail fra jeres kartotek.", {"erasure"}),
+    ("compose-erasure-sv", "", "Hej, radera mitt telefonnummer och mina uppgifter ur ert system.", {"erasure"}),
+    ("compose-erasure-en-wipe", "", "Please wipe the recordings and everything else you hold on me.", {"erasure"}),
+    ("compose-erasure-nb-vekk", "", "Alt av data knyttet til meg hos dere vil jeg ha vekk.", {"erasure"}),
+    ("compose-access-en", "", "Hi, what exactly do you have about me in your files?", {"access"}),
+    ("compose-portability-nb", "", "Kan jeg få kundeprofilen min som JSON? Skal bytte til et annet selskap.", {"portability"}),
+    ("compose-portability-en", "", "Could you send my account history exported as CSV so I can import it into another app?",
+     {"portability"}),
+    ("compose-portability-sv", "", "Kan jag få mina uppgifter i Excel så jag kan flytta dem till ett annat system?",
+     {"portability"}),
+    ("compose-restriction-nb", "", "Ikke bruk adressen min til noe før klagen er behandlet.", {"restriction"}),
+    ("compose-restriction-en", "", "Please freeze my records until my lawyer has looked at the case.", {"restriction"}),
+    ("compose-restriction-sv", "", "Använd inte mina uppgifter medan tvisten pågår, men radera inget.", {"restriction"}),
+    ("compose-opt_out-nn", "", "slutt å sende meg reklame på sms.", {"opt_out"}),
+    # two requests joined by "og" / "and": each clause keeps its own intent and look-alikes
+    ("clause-opt_out+erasure-en", "", "Take me off your newsletter list and erase my account details too.",
+     {"opt_out", "erasure"}),
+    ("clause-erasure+opt_out-nb", "", "Slett e-postadressen min og ikke send meg flere tilbud.", {"erasure", "opt_out"}),
+]
+
+COMPOSED_LOOK_ALIKES = [
+    ("compose-call-list-en", "", "Your sellers keep phoning me. Remove my number from your call lists."),
+    ("compose-accident-nb", "", "Jeg slettet ved et uhell profilen min i appen, hvordan får jeg den tilbake?"),
+    ("compose-invoice-nb", "", "Hei, slett den gamle fakturaen og send en ny med riktig adresse."),
+    ("compose-dont-delete-sv", "", "Radera inte mitt konto, jag vill fortsätta handla hos er."),
+    ("compose-export-invoices-en", "", "Can you export last month's invoices to Excel for our accountant?"),
+    ("compose-question-nb", "", "Sletter dere opptakene automatisk etter en stund?"),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,expected", COMPOSED, ids=[c[0] for c in COMPOSED])
+def test_action_and_object_compose_a_request(name: str, subject: str, body: str, expected: set[str]) -> None:
+    result = classify(body, subject=subject)
+    assert _labels(result) == expected, result.explain()
+
+
+@pytest.mark.parametrize("name,subject,body", COMPOSED_LOOK_ALIKES, ids=[c[0] for c in COMPOSED_LOOK_ALIKES])
+def test_composition_keeps_look_alikes_negative(name: str, subject: str, body: str) -> None:
+    result = classify(body, subject=subject)
+    assert not set(result.intents) & {"erasure", "portability", "access"}, result.explain()
+
+
+def test_action_without_object_or_request_is_not_enough() -> None:
+    assert classify("Slett.").intents == ()
+    assert "erasure" not in classify("Vi fjerner gamle bilder fra nettsiden hver vår.").intents
+
+
+def test_unknown_composed_section_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "x.toml").write_text('[action.deletion]\n"slett*" = 1\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="action.deletion"):
+        load_lexicon(tmp_path)

@@ -13,6 +13,11 @@ How a message is scored (the file headers in intents/ explain the same to editor
   in a shop inbox is about an order or an invoice;
 - a sentence with a request frame (intents/frame.toml: "jeg ber om", "kan dere", "please")
   counts its cues 1.6 times: one clear first-person request to us is enough on its own;
+- an action word and a personal-data object in one clause (intents/compose.toml: "slett" +
+  "nummeret mitt") form a request, lifted like a frame when the action opens the sentence as a
+  command; phrases and composition are alternatives per clause, the stronger counts;
+- a sentence is split into clauses at "og" / "and" when an action verb follows, and negative
+  cues act within their clause, so "remove me from the list and delete my details" keeps both;
 - score -> confidence 1 - exp(-score); intents far weaker than the strongest one are
   incidental mentions (an access letter that names the right to erasure) and are kept
   below the threshold; "question" cues inside a request sentence are part of that request
@@ -54,7 +59,12 @@ FUZZY_MIN_LEN = 5  # shorter tokens are never fuzzy-matched: too many real words
 CACHE_LIMIT = 200_000
 MAX_EVIDENCE = 8
 
-SPECIAL_SECTIONS = ("any", "topic", "veto", "frame")
+SPECIAL_SECTIONS = ("any", "topic", "veto", "frame", "clause", "greeting")
+# Nested sections of intents/compose.toml: [action.<intent>] and [object.<intent>|any].
+COMPOSED_SECTIONS = ("action", "object")
+ACTION = "action:"  # cue.intent prefix of an action word ("action:erasure")
+OBJECT = "object:"  # cue.intent prefix of an object word ("object:any", "object:restriction")
+CLAUSE_REACH = 3  # a conjunction starts a new clause when an action begins this close after it
 FRAME_BOOST = 1.6  # a cue in a sentence that asks us for something ("jeg ber om", "please")
 # A reply's subject repeats the subject of the mail it answers: it is not what the sender asks now.
 _REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|sv|aw|vs|fw|fwd|tr|antw|vb|videresend)\s*(?:\[\d+\])?\s*:\s*)+",
@@ -142,6 +152,7 @@ class Lexicon:
     fuzzy_stems: dict[tuple[str, int], list[tuple[str, int, frozenset[str]]]]
     known: frozenset[str]  # words that must match only themselves (function words)
     min_prefix: int
+    own_objects: frozenset[str] = frozenset()  # intents with their own [object.<intent>]
     caches: dict[frozenset[str], tuple[dict[str, frozenset[int]], dict[str, frozenset[int]]]] = field(
         default_factory=dict)
 
@@ -209,7 +220,8 @@ class Lexicon:
         return found
 
 
-_HEADER_NOTE = "sections other than intents: any, topic, veto"
+_HEADER_NOTE = ("sections other than intents: any, topic, veto, frame, clause, greeting, "
+                "action.<intent>, object.<intent> / object.any")
 
 
 def _parse_phrase(phrase: str) -> tuple[bool, list[str]]:
@@ -238,11 +250,25 @@ def _read_files(directory: Path) -> list[tuple[str, str, str, float]]:
         for section, entries in data.items():
             if not isinstance(entries, dict):
                 continue
-            if section not in INTENTS and section not in SPECIAL_SECTIONS:
-                raise ValueError(f"{path.name}: unknown section [{section}] ({_HEADER_NOTE})")
-            for phrase, weight in entries.items():
-                rows.append((path.stem, section, phrase, float(weight)))
+            for name, phrases in _sections(path.name, section, entries):
+                for phrase, weight in phrases.items():
+                    rows.append((path.stem, name, phrase, float(weight)))
     return rows
+
+
+def _sections(file: str, section: str, entries: dict) -> list[tuple[str, dict]]:
+    """A file's sections as (cue intent, phrases); [action.erasure] becomes "action:erasure"."""
+    if section in COMPOSED_SECTIONS:
+        found = []
+        for sub, phrases in entries.items():
+            allowed = INTENTS if section == "action" else (*INTENTS, "any")
+            if sub not in allowed or not isinstance(phrases, dict):
+                raise ValueError(f"{file}: unknown section [{section}.{sub}] ({_HEADER_NOTE})")
+            found.append((f"{section}:{sub}", phrases))
+        return found
+    if section not in INTENTS and section not in SPECIAL_SECTIONS:
+        raise ValueError(f"{file}: unknown section [{section}] ({_HEADER_NOTE})")
+    return [(section, entries)]
 
 
 def _known_words(directory: Path) -> frozenset[str]:
@@ -330,6 +356,7 @@ def load_lexicon(directory: Path | None = None) -> Lexicon:
         cues=cues, by_anchor=by_anchor, exact=exact, prefixes=prefixes,
         fuzzy_words=fuzzy_words, fuzzy_stems=fuzzy_stems, known=known,
         min_prefix=min((len(p) for p in prefixes), default=1),
+        own_objects=frozenset(c.intent[len(OBJECT):] for c in cues if c.intent.startswith(OBJECT)) - {"any"},
     )
 
 
@@ -394,13 +421,15 @@ def _walk(seq: tuple[int | None, ...], ids: list[frozenset[int]], pos: int, step
 
 
 def _find_hits(lexicon: Lexicon, ids: list[frozenset[int]],
-               anchors: list[frozenset[int]]) -> list[_Hit]:
-    """Every cue occurrence, tagged with its sentence number. A phrase is only walked where
-    its anchor word stands and when all its words occur somewhere in the message."""
+               anchors: list[frozenset[int]]) -> tuple[list[_Hit], list[int]]:
+    """Every cue occurrence, tagged with its sentence number, and the token index where each
+    sentence starts. A phrase is only walked where its anchor word stands and when all its
+    words occur somewhere in the message."""
     hits: list[_Hit] = []
+    starts = [0]
     present = frozenset().union(*anchors)
     if not present - BREAK:
-        return hits
+        return hits, starts
     present = frozenset().union(*ids)
     by_anchor = lexicon.by_anchor
     candidates: dict[int, list[Cue]] = {}
@@ -409,6 +438,7 @@ def _find_hits(lexicon: Lexicon, ids: list[frozenset[int]],
         pids = anchors[i]
         if pids is BREAK:
             sentence += 1
+            starts.append(i + 1)
             continue
         for pid in pids:
             cues = candidates.get(pid)
@@ -421,55 +451,136 @@ def _find_hits(lexicon: Lexicon, ids: list[frozenset[int]],
                 start = _walk(cue.before, ids, i - 1, -1) + 1 if cue.before else i
                 if start != NO_MATCH + 1:
                     hits.append(_Hit(cue, sentence, start, end))
-    return hits
+    return hits, starts
 
 
-def _score(hits: list[_Hit]) -> tuple[dict[str, float], dict[str, list[tuple[float, _Hit]]]]:
-    """Per-intent score and the weighted hits behind it (see the module docstring)."""
-    by_sentence: dict[int, dict[str, list[_Hit]]] = {}
+def _starts_action(hit: _Hit) -> bool:
+    """Only a verb from [action.*] opens a clause: "profilering og markedsføring" is one
+    list of nouns, "slett nummeret og ikke send flere SMS" is two requests."""
+    return hit.cue.intent.startswith(ACTION)
+
+
+def _clauses(hits: list[_Hit], start: int) -> list[tuple[int, list[_Hit]]]:
+    """Split a sentence at "og" / "and" / "och" when an action follows at once ("remove me
+    from the list and delete my details"): each clause keeps its own intent and its own
+    look-alikes, so the "list" that makes the first clause an opt-out cannot cancel the
+    erasure in the second. Returns (first token, hits) per clause."""
+    conjunctions = [h for h in hits if h.cue.intent == "clause"]
+    if not conjunctions:
+        return [(start, hits)]
+    bounds = sorted({c.end for c in conjunctions
+                     if any(_starts_action(h) and c.end <= h.start < c.end + CLAUSE_REACH for h in hits)})
+    if not bounds:
+        return [(start, hits)]
+    edges = [start, *bounds]
+    groups: list[tuple[int, list[_Hit]]] = [(edge, []) for edge in edges]
     for hit in hits:
-        by_sentence.setdefault(hit.sentence, {}).setdefault(hit.cue.intent, []).append(hit)
-    topic_in = {index for index, groups in by_sentence.items() if "topic" in groups}
+        k = 0
+        while k + 1 < len(edges) and hit.start >= edges[k + 1]:
+            k += 1
+        groups[k][1].append(hit)
+    return [g for g in groups if g[1]]
+
+
+def _composed(intent: str, grouped: dict[str, list[_Hit]], clause_start: int,
+              own_objects: frozenset[str]) -> tuple[float, _Hit, _Hit, bool] | None:
+    """An action word of this intent and a personal-data object in the same clause
+    ("slett" + "nummeret mitt", "wipe" + "everything you have on us"): (weight, action hit,
+    object hit, imperative). Imperative = the action opens the clause, after at most a
+    greeting ("Hei, slett ..."), which makes it a request like a frame does."""
+    actions = grouped.get(ACTION + intent)
+    if not actions:
+        return None
+    objects = grouped.get(OBJECT + (intent if intent in own_objects else "any"))
+    if not objects:
+        return None
+    greeting_ends = {h.end for h in grouped.get("greeting", ()) if h.start == clause_start}
+    best: tuple[float, _Hit, _Hit, bool] | None = None
+    for action in actions:
+        if action.cue.weight <= 0:
+            continue
+        for obj in objects:
+            if obj.end <= action.start or obj.start >= action.end:
+                imperative = action.start == clause_start or action.start in greeting_ends
+                candidate = (action.cue.weight, action, obj, imperative)
+                if best is None or (candidate[0], candidate[3]) > (best[0], best[3]):
+                    best = candidate
+                break
+    return best
+
+
+def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = frozenset()
+           ) -> tuple[dict[str, float], dict[str, list[tuple[float, _Hit]]]]:
+    """Per-intent score and the weighted hits behind it (see the module docstring)."""
+    by_sentence: dict[int, list[_Hit]] = {}
+    for hit in hits:
+        by_sentence.setdefault(hit.sentence, []).append(hit)
+    topic_in = {index for index, found in by_sentence.items()
+                if any(h.cue.intent == "topic" for h in found)}
     veto = max((h.cue.weight for h in hits if h.cue.intent == "veto"), default=0.0)
     scores = dict.fromkeys(INTENTS, 0.0)
     evidence: dict[str, list[tuple[float, _Hit]]] = {i: [] for i in INTENTS}
-    used: set[int] = set()
+    used: set[int | str] = set()
     for index in sorted(by_sentence):
-        grouped = by_sentence[index]
-        damp_any = sum(h.cue.weight for h in grouped.get("any", ()))
-        boost = FRAME_BOOST if "frame" in grouped else 1.0
+        found = by_sentence[index]
+        framed = any(h.cue.intent == "frame" for h in found)
         has_action = False  # set once an action intent scores here; "question" comes last
         weak_factor = 1.0 if index in topic_in else (WEAK_ELSEWHERE if topic_in else 0.0)
-        for intent in INTENTS:
-            if intent not in grouped:
-                continue
-            positives: list[tuple[float, _Hit]] = []
-            negative = damp_any
-            for hit in grouped[intent]:
-                cue = hit.cue
-                if cue.weight < 0:
-                    negative += cue.weight
-                elif cue.key not in used:
-                    factor = weak_factor if cue.weak else 1.0
-                    if factor > 0:
-                        positives.append((cue.weight * factor, hit))
-            if not positives:
-                continue
-            positives = _drop_overlaps(positives)
-            total = sum(w for w, _ in positives)
-            if intent == "question" and has_action:
-                total *= QUESTION_BESIDE_REQUEST
-            net = total * boost + negative
-            if net <= 0:
-                continue
-            for weight, hit in positives:
-                used.add(hit.cue.key)
-                evidence[intent].append((weight * net / (total * boost), hit))
-            scores[intent] += net
-            has_action = has_action or intent in ACTION_INTENTS
+        for clause_start, clause_hits in _clauses(found, starts[index]):
+            grouped: dict[str, list[_Hit]] = {}
+            for hit in clause_hits:
+                grouped.setdefault(hit.cue.intent, []).append(hit)
+            damp_any = sum(h.cue.weight for h in grouped.get("any", ()))
+            for intent in INTENTS:
+                value, positives, negative = _clause_value(
+                    intent, grouped, clause_start, framed, weak_factor, used, own_objects)
+                if not positives:
+                    continue
+                if intent == "question" and has_action:
+                    value *= QUESTION_BESIDE_REQUEST
+                net = value + negative + damp_any
+                if net <= 0:
+                    continue
+                for weight, hit in positives:
+                    used.add(hit.cue.key)
+                    evidence[intent].append((weight * net / value, hit))
+                if positives[0][1].cue.intent.startswith(ACTION):
+                    used.add(ACTION + intent)
+                scores[intent] += net
+                has_action = has_action or intent in ACTION_INTENTS
     if veto > 0:
         scores = {k: v * max(0.0, 1.0 - veto) for k, v in scores.items()}
     return scores, evidence
+
+
+def _clause_value(intent: str, grouped: dict[str, list[_Hit]], clause_start: int, framed: bool,
+                  weak_factor: float, used: set[int | str], own_objects: frozenset[str]
+                  ) -> tuple[float, list[tuple[float, _Hit]], float]:
+    """(boosted positive score, weighted positive hits, negative sum) of one intent in one
+    clause. The phrase cues and the action+object composition are alternatives, not
+    additions: the stronger counts, so a phrase that already says it all is not doubled."""
+    positives: list[tuple[float, _Hit]] = []
+    negative = 0.0
+    for hit in grouped.get(intent, ()):
+        cue = hit.cue
+        if cue.weight < 0:
+            negative += cue.weight
+        elif cue.key not in used:
+            factor = weak_factor if cue.weak else 1.0
+            if factor > 0:
+                positives.append((cue.weight * factor, hit))
+    value = 0.0
+    if positives:
+        positives = _drop_overlaps(positives)
+        value = sum(w for w, _ in positives) * (FRAME_BOOST if framed else 1.0)
+    if intent != "question" and ACTION + intent not in used:
+        composed = _composed(intent, grouped, clause_start, own_objects)
+        if composed is not None:
+            weight, action, obj, imperative = composed
+            boosted = weight * (FRAME_BOOST if framed or imperative else 1.0)
+            if boosted > value:
+                value, positives = boosted, [(boosted, action), (boosted / 2, obj)]
+    return value, positives, negative
 
 
 def _drop_overlaps(positives: list[tuple[float, _Hit]]) -> list[tuple[float, _Hit]]:
@@ -500,7 +611,8 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
         scores_from_tokens(tokens, text), default=default_language)
     lexicon = lexicon or load_lexicon()
     ids, anchors = _scan(tokens, lexicon, language)
-    raw, evidence = _score(_find_hits(lexicon, ids, anchors))
+    hits, starts = _find_hits(lexicon, ids, anchors)
+    raw, evidence = _score(hits, starts, lexicon.own_objects)
     top = max((raw[i] for i in ACTION_INTENTS), default=0.0)
     results: list[IntentScore] = []
     for intent in INTENTS:
