@@ -1,21 +1,57 @@
 """Understanding in one call: the text a person wrote -> intents, language, evidence.
 
 Callers (the CLI, the worker, Slack intake) use this, so quote stripping and classification
-are applied the same way whatever the channel.
+are applied the same way whatever the channel. The lexicons decide first; the learned model
+(learned.py) may add an intent they missed when it is confident, and its evidence says so.
 """
 
 from __future__ import annotations
 
-from .intents import Classification, classify
+from dataclasses import replace
+
+from .intents import Classification, IntentScore, classify
+from .learned import load_model
 from .mailtext import strip_quotes_and_signature
 
 # What a person writes to a privacy address fits in far less; the rest is quoted mail,
 # pasted logs or attachments turned to text. Capping first keeps a 5 MB mail cheap.
 MAX_SCORED_CHARS = 20_000
+# The learned model adds an intent at this probability (5-fold CV in bench/train_learned.py:
+# the best macro-F1 of lexicon + model lies between 0.4 and 0.6).
+LEARNED_ADDS_AT = 0.5
+# Below that but above this, a message the lexicons found nothing in goes to a person.
+LEARNED_UNCLEAR_AT = 0.3
 
 
 def understand_text(body: str, subject: str = "", default_language: str = "nb") -> Classification:
     """Classify what the person wrote now, not what they quoted from earlier mail."""
     new_text = strip_quotes_and_signature((body or "")[:MAX_SCORED_CHARS])
-    return classify(new_text, subject=(subject or "")[:1000],
-                    default_language=default_language)
+    subject = (subject or "")[:1000]
+    result = classify(new_text, subject=subject, default_language=default_language)
+    return second_opinion(result, subject, new_text)
+
+
+def second_opinion(result: Classification, subject: str, text: str) -> Classification:
+    """Let the learned model add what the lexicons missed; never take anything away."""
+    model = load_model()
+    if model is None:
+        return result
+    probabilities = model.probabilities(subject, text)
+    added = [intent for intent, p in probabilities.items()
+             if p >= LEARNED_ADDS_AT and intent not in result.intents]
+    if not added:
+        if not result.intents and max(probabilities.values()) >= LEARNED_UNCLEAR_AT:
+            return replace(result, unclear=True)
+        return result
+    by_intent = {s.intent: s for s in result.scores}
+    for intent in added:
+        learned = tuple(f"learned: {w}" for w in model.evidence(subject, text, intent))
+        old = by_intent.get(intent)
+        by_intent[intent] = IntentScore(
+            intent, max(probabilities[intent], old.confidence if old else 0.0),
+            (old.evidence if old else ()) + learned,
+        )
+    intents = tuple(result.intents) + tuple(
+        sorted(added, key=lambda i: by_intent[i].confidence, reverse=True))
+    scores = tuple(sorted(by_intent.values(), key=lambda s: s.confidence, reverse=True))
+    return replace(result, intents=intents, scores=scores, unclear=False)

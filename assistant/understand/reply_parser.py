@@ -168,9 +168,15 @@ def _new_parser(text: str) -> EmailMessage:
 # of splitting and scanning every quoted reply.
 _TEMPLATE = _new_parser("")
 _FIRST_HEADER = _TEMPLATE.HEADER_REGEX
+# The library's signature pattern ends in "(.|\s)*" to take the rest of the mail; "[\s\S]*"
+# takes exactly the same text without an alternation per character (several times faster).
+_SIGNATURE = re.compile(
+    _TEMPLATE.SIGNATURE_REGEX.pattern.replace(r"(.|\s)*)", r"[\s\S]*)"),
+    _TEMPLATE.SIGNATURE_REGEX.flags,
+)
 _PATTERNS = {
     "_header_regex": _FIRST_HEADER,
-    "_signature_regex": _TEMPLATE.SIGNATURE_REGEX,
+    "_signature_regex": _SIGNATURE,
     "_disclaimers_regex": _TEMPLATE.DISCLAIMERS_REGEX,
 }
 

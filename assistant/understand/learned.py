@@ -1,0 +1,130 @@
+"""A learned second opinion beside the lexicons.
+
+The lexicons in intents/ are precise and explainable but only know the phrasings someone wrote
+down; people find new ones every day ("kan dere glemme at jeg har vært kunde?"). A small logistic
+regression over folded words, word stems and word pairs, trained on the labelled messages under
+tests/data/ and the real request letters, catches many of those. It only ever ADDS an intent the
+lexicons missed, and only when it is confident, so the look-alike protections of the lexicons
+keep their say in every message they understood.
+
+The weights live in intents/learned.npz, a data file like the lexicons; retrain it after the
+labelled sets change with `python bench/train_learned.py` (it prints cross-validated figures).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .language import fold, tokens
+
+INTENTS: tuple[str, ...] = (
+    "access", "erasure", "portability", "opt_out", "rectification", "restriction", "objection",
+    "question",
+)
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "intents" / "learned.npz"
+# The request is nearly always in the first lines; the rest of a long mail is context or noise.
+MAX_TOKENS = 300
+STEM = 5  # a word's first letters stand for its inflections: slette, slettes, slettet -> slett
+REPLY_PREFIXES = ("re", "sv", "aw", "vs", "fw", "fwd", "tr", "antw")
+
+
+def _subject_words(subject: str) -> list[str]:
+    """A reply's subject repeats what we wrote; it says nothing about the new request."""
+    words = tokens(fold(subject or ""))
+    if words and words[0] in REPLY_PREFIXES:
+        return []
+    return words
+
+
+def features(subject: str, text: str) -> set[str]:
+    """Words, stems and neighbouring word pairs of the subject and the new text."""
+    words = (_subject_words(subject) + tokens(fold(text or "")))[:MAX_TOKENS]
+    found: set[str] = set()
+    for word in words:
+        found.add("w:" + word)
+        if len(word) > STEM:
+            found.add("p:" + word[:STEM])
+    for first, second in zip(words, words[1:]):
+        found.add(f"b:{first}_{second}")
+    return found
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    vocabulary: dict[str, int]
+    weights: np.ndarray  # (features, intents)
+    bias: np.ndarray  # (intents,)
+    intents: tuple[str, ...] = INTENTS
+
+    def _rows(self, found: Iterable[str]) -> list[int]:
+        vocabulary = self.vocabulary
+        return [vocabulary[f] for f in found if f in vocabulary]
+
+    def probabilities(self, subject: str, text: str) -> dict[str, float]:
+        rows = self._rows(features(subject, text))
+        logits = self.bias.astype(np.float64)
+        if rows:
+            logits = logits + self.weights[rows].sum(axis=0) / np.sqrt(len(rows))
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        return dict(zip(self.intents, probs.tolist()))
+
+    def evidence(self, subject: str, text: str, intent: str, k: int = 4) -> tuple[str, ...]:
+        """The words that pushed hardest towards the intent, for --explain and for staff."""
+        column = self.intents.index(intent)
+        scored = [(self.weights[self.vocabulary[f], column], f) for f in features(subject, text)
+                  if f in self.vocabulary]
+        best = sorted((item for item in scored if item[0] > 0), reverse=True)[:k]
+        return tuple(f.split(":", 1)[1].replace("_", " ") for _, f in best)
+
+    def save(self, path: Path) -> None:
+        names = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        np.savez_compressed(path, vocabulary=np.array(names), weights=self.weights.astype(np.float16),
+                            bias=self.bias.astype(np.float32), intents=np.array(self.intents))
+
+
+def train(rows: Sequence[dict], *, min_count: int = 2, epochs: int = 2500, rate: float = 8.0,
+          l2: float = 1e-5) -> LearnedModel:
+    """Logistic regression per intent by full-batch gradient descent (a thousand rows: seconds).
+
+    Each row is {"subject", "body", "intents"}; body is the new text (quotes already cut)."""
+    found = [features(r.get("subject", ""), r.get("body", "")) for r in rows]
+    counts = Counter(f for fs in found for f in fs)
+    names = sorted(f for f, c in counts.items() if c >= min_count)
+    vocabulary = {f: i for i, f in enumerate(names)}
+    x = np.zeros((len(rows), len(names)), dtype=np.float32)
+    for i, fs in enumerate(found):
+        idx = [vocabulary[f] for f in fs if f in vocabulary]
+        if idx:
+            x[i, idx] = 1.0 / np.sqrt(len(idx))
+    y = np.array([[1.0 if label in r["intents"] else 0.0 for label in INTENTS] for r in rows],
+                 dtype=np.float32)
+    w = np.zeros((len(names), len(INTENTS)), dtype=np.float32)
+    b = np.zeros(len(INTENTS), dtype=np.float32)
+    for _ in range(epochs):
+        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+        error = p - y
+        w -= rate * (x.T @ error / len(rows) + l2 * w)
+        b -= rate * error.mean(axis=0)
+    return LearnedModel(vocabulary, w, b)
+
+
+@lru_cache(maxsize=4)
+def load_model(path: Path | None = None) -> LearnedModel | None:
+    """The shipped model, or None when the file is absent (the lexicons then work alone)."""
+    path = path or DEFAULT_MODEL
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        names = [str(n) for n in data["vocabulary"]]
+        return LearnedModel(
+            vocabulary={n: i for i, n in enumerate(names)},
+            weights=data["weights"].astype(np.float32),
+            bias=data["bias"].astype(np.float32),
+            intents=tuple(str(i) for i in data["intents"]),
+        )
