@@ -430,3 +430,80 @@ def test_unknown_composed_section_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "x.toml").write_text('[action.deletion]\n"slett*" = 1\n', encoding="utf-8")
     with pytest.raises(ValueError, match="action.deletion"):
         load_lexicon(tmp_path)
+
+
+# Families of indirect phrasing (written for these tests, not taken from the dev sets):
+# each family must be recognised in nb, nn, da, sv and en.
+INDIRECT = [
+    # access: "what do you know / hold about me", "what is registered", utskrift, on behalf
+    ("ind-access-nb-vet", "", "Hva vet dere egentlig om meg? Jeg har aldri vært kunde.", {"access"}),
+    ("ind-access-nb-registrert", "", "Jeg vil vite hva som er registrert på meg hos dere.", {"access"}),
+    ("ind-access-nb-utskrift", "", "Kan jeg få en utskrift av opplysningene dere lagrer om meg?", {"access"}),
+    ("ind-access-nn-behalf", "", "Far min er 90 år. Han vil vite kva de har om han i kundesystemet.", {"access"}),
+    ("ind-access-da", "", "Hvad ved I egentlig om mig? Jeg har aldrig handlet hos jer.", {"access"}),
+    ("ind-access-sv", "", "Vad vet ni om mig? Jag vill gärna se allt ni har.", {"access"}),
+    ("ind-access-en", "", "What information do you hold about me? I never signed up for anything.", {"access"}),
+    ("ind-access-en-file", "", "Curious what you've got on file about me since the move.", {"access"}),
+    # erasure: forget me / do not keep / gone from the systems
+    ("ind-erasure-nb-glemme", "", "Kan dere glemme at jeg har vært kunde hos dere?", {"erasure"}),
+    ("ind-erasure-nb-beholde", "", "Jeg vil helst at dere ikke beholder opplysningene mine etter oppsigelsen.", {"erasure"}),
+    ("ind-erasure-nn", "", "De kan gjerne gløyme meg heilt no.", {"erasure"}),
+    ("ind-erasure-da", "", "I må gerne glemme alt om mig og min familie.", {"erasure"}),
+    ("ind-erasure-sv", "", "Jag vill att ni glömmer mig och inte sparar mina uppgifter.", {"erasure"}),
+    ("ind-erasure-en", "", "I'd rather you didn't keep my details now that the contract has ended.", {"erasure"}),
+    ("ind-erasure-en-trace", "", "I want every trace of me gone from your mailing system.", {"erasure"}),
+    # opt-out: calls and consent to marketing
+    ("ind-optout-nb", "", "Jeg vil ikke bli ringt av selgerne deres flere ganger.", {"opt_out"}),
+    ("ind-optout-nn", "", "Eg trekkjer samtykket til å få marknadsføring frå dykk.", {"opt_out"}),
+    ("ind-optout-sv", "", "Jag återkallar mitt samtycke till marknadsföring via sms.", {"opt_out"}),
+    ("ind-optout-en", "", "Please make sure no one calls me again about alarm offers.", {"opt_out"}),
+    # restriction
+    ("ind-restrict-nb", "", "Inntil klagen er avgjort ber jeg om at dere stanser behandlingen av opplysningene mine.", {"restriction"}),
+    ("ind-restrict-nn", "", "Eg vil at de avgrensar bruken av opplysningane mine medan saka går.", {"restriction"}),
+    ("ind-restrict-en", "", "Please restrict the processing of my data while you verify it.", {"restriction"}),
+    # objection: profiling, automated decisions
+    ("ind-object-nb", "", "Jeg vil ikke at dere lager en profil av meg ut fra handlene mine.", {"objection"}),
+    ("ind-object-nb-human", "", "Prisen ble satt automatisk. Jeg ber om at et menneske ser på vurderingen.", {"objection"}),
+    ("ind-object-sv", "", "Jag vill inte att ni gör en profil av mig utifrån mina köp.", {"objection"}),
+    ("ind-object-en", "", "The score was set by software. I request a human review of that decision.", {"objection"}),
+    # questions about processing, without a request verb
+    ("ind-question-nb", "", "Hvilke underleverandører har tilgang til kundeopplysningene?", {"question"}),
+    ("ind-question-nn", "", "Kva databehandlarar nyttar de for kundeservice?", {"question"}),
+    ("ind-question-da", "", "Hvilke databehandlere bruger I, og overføres data til lande uden for EØS?", {"question"}),
+    ("ind-question-sv", "", "Överförs kunduppgifterna till tredjeland, och vem har tillgång till dem?", {"question"}),
+    ("ind-question-en", "", "Could you tell me whether you share customer numbers with your partners?", {"question"}),
+    # portability: a file for another program
+    ("ind-port-nb", "", "Jeg vil laste ned dataene mine i en fil som kan åpnes i et annet program.", {"portability"}),
+    ("ind-port-en", "", "Please send my order history directly to my new provider as an export file.", {"portability"}),
+]
+
+# A heading over a body about something else: the body's look-alike cancels the subject's cue.
+INDIRECT_LOOK_ALIKES = [
+    ("heading-tender", "Innsyn i anbud", "Vi ber om innsyn i tilbudet som vant, jf. offentleglova."),
+    ("heading-job", "Innsyn søknad", "Jeg søkte stillingen i fjor. Hvem kom med på søkerlisten?"),
+    ("heading-deleted-by-accident", "Sletting", "Jeg slettet fakturaen ved et uhell, kan dere sende den igjen?"),
+    ("forget-password", "", "Jeg glemte passordet til nettbutikken, hvordan får jeg nytt?"),
+    ("software-user", "", "Hvordan fjerner vi en bruker som har sluttet fra administrasjonspanelet?"),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,expected", INDIRECT, ids=[c[0] for c in INDIRECT])
+def test_indirect_phrasings_are_understood(name: str, subject: str, body: str, expected: set[str]) -> None:
+    result = classify(body, subject=subject)
+    assert _labels(result) == expected, result.explain()
+
+
+@pytest.mark.parametrize("name,subject,body", INDIRECT_LOOK_ALIKES, ids=[c[0] for c in INDIRECT_LOOK_ALIKES])
+def test_subject_heading_follows_the_body(name: str, subject: str, body: str) -> None:
+    result = classify(body, subject=subject)
+    assert result.intents == (), result.explain()
+
+
+def test_subject_alone_still_counts_without_a_look_alike() -> None:
+    assert "access" in classify("Hei, se vedlagt legitimasjon.", subject="Innsyn").intents
+
+
+def test_asking_word_only_lifts_questions() -> None:
+    # "hvilke" makes a sentence a question; it is no request and no question cue on its own
+    assert classify("Hvilke farger har dere på brannslukkerne?").intents == ()
+    assert "question" in classify("Hvilke underleverandører har tilgang til kundeopplysningene?").intents

@@ -22,7 +22,12 @@ How a message is scored (the file headers in intents/ explain the same to editor
   incidental mentions (an access letter that names the right to erasure) and are kept
   below the threshold; "question" cues inside a request sentence are part of that request
   (x0.3), while a separate general question next to a request is kept as "question";
-- a reply's subject ("SV: Innsyn") is not scored: the sender did not write it now.
+- a sentence that asks something (intents/frame.toml [asking]: "hvem", "which", "whether")
+  counts its "question" cues 1.6 times: "who has access to my data" is a question about
+  processing even without a request verb;
+- a reply's subject ("SV: Innsyn") is not scored: the sender did not write it now; a new
+  subject is a heading for the body, so a look-alike in the body ("søkerlisten", "the tender")
+  also cancels that intent's cues in the subject ("Innsyn").
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ FUZZY_MIN_LEN = 5  # shorter tokens are never fuzzy-matched: too many real words
 CACHE_LIMIT = 200_000
 MAX_EVIDENCE = 8
 
-SPECIAL_SECTIONS = ("any", "topic", "veto", "frame", "clause", "greeting")
+SPECIAL_SECTIONS = ("any", "topic", "veto", "frame", "asking", "clause", "greeting")
 # Nested sections of intents/compose.toml: [action.<intent>] and [object.<intent>|any].
 COMPOSED_SECTIONS = ("action", "object")
 ACTION = "action:"  # cue.intent prefix of an action word ("action:erasure")
@@ -220,7 +225,7 @@ class Lexicon:
         return found
 
 
-_HEADER_NOTE = ("sections other than intents: any, topic, veto, frame, clause, greeting, "
+_HEADER_NOTE = ("sections other than intents: any, topic, veto, frame, asking, clause, greeting, "
                 "action.<intent>, object.<intent> / object.any")
 
 
@@ -509,12 +514,14 @@ def _composed(intent: str, grouped: dict[str, list[_Hit]], clause_start: int,
     return best
 
 
-def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = frozenset()
-           ) -> tuple[dict[str, float], dict[str, list[tuple[float, _Hit]]]]:
-    """Per-intent score and the weighted hits behind it (see the module docstring)."""
+def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = frozenset(),
+           heading: int = 0) -> tuple[dict[str, float], dict[str, list[tuple[float, _Hit]]]]:
+    """Per-intent score and the weighted hits behind it (see the module docstring).
+    `heading` = how many leading sentences are the subject line."""
     by_sentence: dict[int, list[_Hit]] = {}
     for hit in hits:
         by_sentence.setdefault(hit.sentence, []).append(hit)
+    body_lookalike = _body_lookalikes(hits, heading)
     topic_in = {index for index, found in by_sentence.items()
                 if any(h.cue.intent == "topic" for h in found)}
     veto = max((h.cue.weight for h in hits if h.cue.intent == "veto"), default=0.0)
@@ -524,6 +531,7 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
     for index in sorted(by_sentence):
         found = by_sentence[index]
         framed = any(h.cue.intent == "frame" for h in found)
+        asking = any(h.cue.intent == "asking" for h in found)
         has_action = False  # set once an action intent scores here; "question" comes last
         weak_factor = 1.0 if index in topic_in else (WEAK_ELSEWHERE if topic_in else 0.0)
         for clause_start, clause_hits in _clauses(found, starts[index]):
@@ -533,7 +541,10 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
             damp_any = sum(h.cue.weight for h in grouped.get("any", ()))
             for intent in INTENTS:
                 value, positives, negative = _clause_value(
-                    intent, grouped, clause_start, framed, weak_factor, used, own_objects)
+                    intent, grouped, clause_start, framed or (asking and intent == "question"),
+                    weak_factor, used, own_objects)
+                if index < heading:
+                    negative += body_lookalike.get(intent, 0.0)
                 if not positives:
                     continue
                 if intent == "question" and has_action:
@@ -551,6 +562,18 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
     if veto > 0:
         scores = {k: v * max(0.0, 1.0 - veto) for k, v in scores.items()}
     return scores, evidence
+
+
+def _body_lookalikes(hits: list[_Hit], heading: int) -> dict[str, float]:
+    """Per intent, the strongest look-alike in the body: "Innsyn søknad" over a body about the
+    applicant list is about the job, not about the sender's data."""
+    found: dict[str, float] = {}
+    if heading == 0:
+        return found
+    for hit in hits:
+        if hit.sentence >= heading and hit.cue.weight < 0 and hit.cue.intent in INTENTS:
+            found[hit.cue.intent] = min(found.get(hit.cue.intent, 0.0), hit.cue.weight)
+    return found
 
 
 def _clause_value(intent: str, grouped: dict[str, list[_Hit]], clause_start: int, framed: bool,
@@ -612,7 +635,8 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
     lexicon = lexicon or load_lexicon()
     ids, anchors = _scan(tokens, lexicon, language)
     hits, starts = _find_hits(lexicon, ids, anchors)
-    raw, evidence = _score(hits, starts, lexicon.own_objects)
+    heading = _subject_sentences(starts, len(_SCAN.findall(f"{subject}\n\n"))) if subject else 0
+    raw, evidence = _score(hits, starts, lexicon.own_objects, heading)
     top = max((raw[i] for i in ACTION_INTENTS), default=0.0)
     results: list[IntentScore] = []
     for intent in INTENTS:
@@ -630,6 +654,11 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
     chosen = tuple(s.intent for s in results if s.confidence >= THRESHOLD)
     unclear = not chosen and any(s.confidence >= SIGNAL for s in results)
     return Classification(chosen, language, language_confidence, tuple(results), unclear)
+
+
+def _subject_sentences(starts: list[int], subject_tokens: int) -> int:
+    """How many of the sentences belong to the subject line (it ends in a blank-line break)."""
+    return sum(1 for start in starts if start < subject_tokens)
 
 
 def _new_subject(subject: str) -> str:
