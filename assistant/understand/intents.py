@@ -540,6 +540,8 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                 grouped.setdefault(hit.cue.intent, []).append(hit)
             damp_any = sum(h.cue.weight for h in grouped.get("any", ()))
             for intent in INTENTS:
+                if intent not in grouped and ACTION + intent not in grouped:
+                    continue  # nothing of this intent here: it cannot score (hot path)
                 value, positives, negative = _clause_value(
                     intent, grouped, clause_start, framed or (asking and intent == "question"),
                     weak_factor, used, own_objects)
