@@ -507,3 +507,33 @@ def test_asking_word_only_lifts_questions() -> None:
     # "hvilke" makes a sentence a question; it is no request and no question cue on its own
     assert classify("Hvilke farger har dere på brannslukkerne?").intents == ()
     assert "question" in classify("Hvilke underleverandører har tilgang til kundeopplysningene?").intents
+
+
+# Asking a company NOT to delete is a restriction, never an erasure; a tender, a course list or
+# a phishing threat only borrows the words.
+NOT_ERASURE = [
+    ("nb-keep-dont-use", "Jeg ber om at dere ikke sletter eller bruker kameraopptakene før politiet har sett dem.",
+     {"restriction"}),
+    ("sv-neither", "Jag vill att ni varken raderar eller använder mina uppgifter förrän tvisten är löst.",
+     {"restriction"}),
+    ("en-do-not-delete", "Please do not delete my purchase records yet, and stop using them until my warranty claim is settled.",
+     {"restriction"}),
+]
+BORROWED_WORDS = [
+    ("nb-course-list", "Kan dere slette meg fra deltakerlisten på kurset i morgen? Jeg er syk."),
+    ("nb-phishing", "Kontoen din blir stengt. For å unngå at kontoen slettes må du logge inn her."),
+    ("en-tender", "We request access to the evaluation documents from the tender for fire alarms."),
+    ("nb-building-case", "Vi ber om innsyn i byggesaken for naboeiendommen."),
+]
+
+
+@pytest.mark.parametrize("name,body,expected", NOT_ERASURE, ids=[c[0] for c in NOT_ERASURE])
+def test_asking_not_to_delete_is_no_erasure(name: str, body: str, expected: set[str]) -> None:
+    result = classify(body)
+    assert "erasure" not in result.intents, result.explain()
+    assert expected <= set(result.intents), result.explain()
+
+
+@pytest.mark.parametrize("name,body", BORROWED_WORDS, ids=[c[0] for c in BORROWED_WORDS])
+def test_borrowed_request_words_are_no_request(name: str, body: str) -> None:
+    assert classify(body).intents == (), classify(body).explain()
