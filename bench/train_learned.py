@@ -25,7 +25,7 @@ from assistant.understand.pipeline import MAX_SCORED_CHARS, understand_text  # n
 from assistant.understand.reply_parser import strip_quotes_and_signature  # noqa: E402
 
 DATA = REPO / "tests" / "data"
-TRAINING = ("labelled_messages.jsonl", "heldout_b.jsonl", "heldout_c.jsonl")
+TRAINING = ("labelled_messages.jsonl", "heldout_b.jsonl", "heldout_c.jsonl", "heldout_d.jsonl")
 
 
 def load_rows() -> list[dict]:
