@@ -139,14 +139,15 @@ _DEEP_QUOTE = re.compile(r"^(?:> ?){8,}", re.MULTILINE)
 
 
 def _normalise(text: str) -> str:
-    """Unix line ends and no trailing blanks, so the line-anchored patterns see clean lines.
+    """Unix line ends and lines stripped as mail-parser-reply strips them, so our header search
+    sees exactly the text the library would, and the line-anchored patterns see clean lines.
 
     Quote markers deeper than eight levels are cut to eight: the patterns allow any quote
     depth, and a line of 50,000 "> " would otherwise make each of them backtrack for seconds.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     text = _DEEP_QUOTE.sub("> " * 8, text)
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
 
 
 def _drop_quoted_lines(text: str) -> str:
@@ -174,8 +175,11 @@ _SIGNATURE = re.compile(
     _TEMPLATE.SIGNATURE_REGEX.pattern.replace(r"(.|\s)*)", r"[\s\S]*)"),
     _TEMPLATE.SIGNATURE_REGEX.flags,
 )
+# The text handed to the library is already cut before the first header (found on the same
+# normalised text), so its own header search could only come back empty: skip it.
+_NO_HEADER = re.compile(r"(?!)")
 _PATTERNS = {
-    "_header_regex": _FIRST_HEADER,
+    "_header_regex": _NO_HEADER,
     "_signature_regex": _SIGNATURE,
     "_disclaimers_regex": _TEMPLATE.DISCLAIMERS_REGEX,
 }
