@@ -702,3 +702,61 @@ def test_realworld_mime_parses_without_exception(path: Path) -> None:
         assert mail.text.strip()
     receipt = receipt_time_from_headers(raw)
     assert receipt is None or receipt.tzinfo is not None
+
+
+# --------------------------------------------------------------- fast searches = library searches
+# reply_parser starts its regex searches at the first line that could match instead of the top.
+# These tests compare the shortcut with the plain search from the top, on mail-like fragments.
+
+_FRAGMENTS = [
+    "Hei,", "jeg vil ha innsyn.", "Mvh", "Mvh. Ola", "Med vennlig hilsen", "Kari Nordmann",
+    "--", "__", "-_", "> --", "________________________________", "Sendt fra min iPhone",
+    "Sent from my phone", "Takk!", "Tusen takk for svaret, men", "Best regards", "Best",
+    "> > Hilsen Per", "Fra: Ola <ola@x.no>", "Sendt: 3. mai 2025 10:12", "Til: post@x.no",
+    "Emne: Innsyn", "Den man. 5. mai 2025 kl. 10:00 skrev Kundesenter <post@x.no>:",
+    "On Mon, 5 May 2025 at 10:00, Ola <", "ola@x.no> wrote:",
+    "Den 5. mai 2025 kl. 10.12 skrev Ola Nordmann <", "ola@x.no>:", "-----Original Message-----",
+    "---------- Forwarded message ---------", "Begin forwarded message:", "CAUTION: this mail",
+    "Disclaimer: this e-mail is confidential", "Konfidensielt: mail", "", "   ", "Slett meg: nå",
+    "MVH", "mvh", "REGARDS", "ſincerely", "Beſt regards", "İnnsyn", "Cheers", "12:30",
+]
+
+
+def _fast_and_full(text: str) -> None:
+    from assistant.understand import reply_parser as rp
+
+    full_header = rp._TEMPLATE.HEADER_REGEX.search(text)
+    fast_header = rp._first_header(text)
+    assert (fast_header and fast_header.span()) == (full_header and full_header.span())
+    full_sig = rp._SIGNATURE.search(text)
+    fast_sig = rp._PATTERNS["_signature_regex"].search(text)
+    assert (fast_sig and fast_sig.span()) == (full_sig and full_sig.span())
+    disclaimers = rp._PATTERNS["_disclaimers_regex"]
+    assert disclaimers.findall(text) == disclaimers.pattern.findall(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=12), st.sampled_from(["\n", "\n\n", " ", "\n \n"]))
+def test_shortcut_searches_find_what_a_search_from_the_top_finds(parts, joiner):
+    _fast_and_full(joiner.join(parts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="Mvh-_:> \n\tTakSsſıİ", max_size=80))
+def test_shortcut_searches_agree_on_noise(text):
+    _fast_and_full(text)
+
+
+def test_header_search_starts_a_line_above_the_first_colon():
+    """A wrapped attribution has its first colon on its second line."""
+    _fast_and_full("Ja, slett alt.\n\nDen 5. mai 2025 kl. 10.12 skrev Ola Nordmann <\nola@x.no>:\n> Hei")
+
+
+def test_shortcut_searches_agree_on_every_labelled_message():
+    data = Path(__file__).parent / "data"
+    import json
+
+    for path in sorted(data.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                _fast_and_full(json.loads(line)["body"])

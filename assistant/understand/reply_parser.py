@@ -82,28 +82,33 @@ _SEPARATORS = [
 ]
 
 # A closing line, optionally followed on the same line by a short name ("Mvh Ola Nordmann").
-_CLOSINGS = (
-    r"(?:Med vennlig hilsen|Med vennleg helsing|Vennlig hilsen|Vennleg helsing|"
-    r"Beste hilsen(?:er)?|Vennlige hilsener|Hilsen|Helsing|Mvh|Mvh\.|"
-    r"Med venlig hilsen|Venlig hilsen|Bedste hilsner|"
-    r"Med v\u00e4nliga h\u00e4lsningar|Med v\u00e4nlig h\u00e4lsning|V\u00e4nliga h\u00e4lsningar|"
-    r"V\u00e4nlig h\u00e4lsning|H\u00e4lsningar|B\u00e4sta h\u00e4lsningar|"
-    r"Best regards|Kind regards|Warm regards|Regards|Best wishes|Yours sincerely|Sincerely|"
-    r"Yours faithfully|Yours truly|Cheers)"
+_CLOSING_WORDS = (
+    "Med vennlig hilsen", "Med vennleg helsing", "Vennlig hilsen", "Vennleg helsing",
+    "Beste hilsener", "Beste hilsen", "Vennlige hilsener", "Hilsen", "Helsing", "Mvh", "Mvh.",
+    "Med venlig hilsen", "Venlig hilsen", "Bedste hilsner",
+    "Med v\u00e4nliga h\u00e4lsningar", "Med v\u00e4nlig h\u00e4lsning", "V\u00e4nliga h\u00e4lsningar",
+    "V\u00e4nlig h\u00e4lsning", "H\u00e4lsningar", "B\u00e4sta h\u00e4lsningar",
+    "Best regards", "Kind regards", "Warm regards", "Regards", "Best wishes", "Yours sincerely",
+    "Sincerely", "Yours faithfully", "Yours truly", "Cheers",
+)
+# A bare thank-you line just before the name, never a sentence that goes on.
+_THANKS_WORDS = (
+    "Takk", "Tusen takk", "Takk p\u00e5 forh\u00e5nd", "Tack", "Tak", "Thanks", "Thank you",
+    "Many thanks", "Best",
 )
 _NAME_TAIL = r"[ \t]*[,.!:\u2013-]?[ \t]*(?:[^\W\d_][\w.'\u2019-]*[ \t]*){0,4}$"
 _SIGNATURES = [
-    rf"{_CLOSINGS}\b{_NAME_TAIL}",
-    # A bare thank-you line just before the name, never a sentence that goes on.
-    r"(?:Takk|Tusen takk|Takk p\u00e5 forh\u00e5nd|Tack|Tak|Thanks|Thank you|Many thanks|Best)"
-    r"[ \t]*[,.!]*[ \t]*$",
+    rf"(?:{'|'.join(map(re.escape, _CLOSING_WORDS))})\b{_NAME_TAIL}",
+    rf"(?:{'|'.join(map(re.escape, _THANKS_WORDS))})[ \t]*[,.!]*[ \t]*$",
 ]
 
-_SENT_FROM = (
-    r"Sendt fra min|Sent from my|Skickat fr\u00e5n min|Sendt fra Outlook|Sent from Outlook|"
-    r"Get Outlook for|Hent Outlook for|Skaff Outlook for|Sendt fra Mail for|Sent from Mail for|"
-    r"Sendt fra E-post for|Sendt fra Samsung|Sent from Samsung|Sendt fra Yahoo|Sent from Yahoo"
+_SENT_FROM_WORDS = (
+    "Sendt fra min", "Sent from my", "Skickat fr\u00e5n min", "Sendt fra Outlook", "Sent from Outlook",
+    "Get Outlook for", "Hent Outlook for", "Skaff Outlook for", "Sendt fra Mail for",
+    "Sent from Mail for", "Sendt fra E-post for", "Sendt fra Samsung", "Sent from Samsung",
+    "Sendt fra Yahoo", "Sent from Yahoo",
 )
+_SENT_FROM = "|".join(map(re.escape, _SENT_FROM_WORDS))
 
 _DISCLAIMERS = [
     "CAUTION:",
@@ -146,8 +151,9 @@ def _normalise(text: str) -> str:
     depth, and a line of 50,000 "> " would otherwise make each of them backtrack for seconds.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
-    text = _DEEP_QUOTE.sub("> " * 8, text)
-    return "\n".join(line.strip() for line in text.split("\n")).strip()
+    if ">>" in text or "> >" in text:  # eight quote marks in a row need one of these
+        text = _DEEP_QUOTE.sub("> " * 8, text)
+    return "\n".join(map(str.strip, text.split("\n"))).strip()
 
 
 def _drop_quoted_lines(text: str) -> str:
@@ -168,7 +174,9 @@ def _new_parser(text: str) -> EmailMessage:
 # parser. Finding the first header ourselves lets the library work on the new text only instead
 # of splitting and scanning every quoted reply.
 _TEMPLATE = _new_parser("")
-_FIRST_HEADER = _TEMPLATE.HEADER_REGEX
+# Every alternative of the header pattern starts at a line start ("^"); saying so once in front
+# lets the regex engine give up at once everywhere else instead of trying each alternative.
+_FIRST_HEADER = re.compile("^(?:" + _TEMPLATE.HEADER_REGEX.pattern + ")", _TEMPLATE.HEADER_REGEX.flags)
 # The library's signature pattern ends in "(.|\s)*" to take the rest of the mail; "[\s\S]*"
 # takes exactly the same text without an alternation per character (several times faster).
 _SIGNATURE = re.compile(
@@ -178,10 +186,61 @@ _SIGNATURE = re.compile(
 # The text handed to the library is already cut before the first header (found on the same
 # normalised text), so its own header search could only come back empty: skip it.
 _NO_HEADER = re.compile(r"(?!)")
+
+# Python's regex engine tries a pattern at every position of the text; for the signature
+# pattern that costs more than everything else in stripping. A signature can only begin on a line
+# that opens (after quote marks) with a closing, a thank-you, a "sent from" line or a rule, so
+# a cheap search for such a line start (same case folding) says where the real search may
+# begin. The answers are the same as searching from the top (tests/test_mailtext.py checks it).
+_SIGNATURE_LINE = re.compile(
+    r"^[> ]*(?:" + "|".join(map(re.escape, _CLOSING_WORDS + _THANKS_WORDS + _SENT_FROM_WORDS))
+    + r"|[-_]{2})",
+    re.MULTILINE | re.IGNORECASE,
+)
+_DISCLAIMER_WORD = re.compile("|".join(map(re.escape, _DISCLAIMERS)), re.IGNORECASE)
+_DISCLAIMERS_END_IN_COLON = all(d.endswith(":") for d in _DISCLAIMERS)
+
+
+def _first_header(text: str) -> re.Match[str] | None:
+    """The first quote header: every header has a ":" or "--" on its first or second line,
+    so the search starts a line above the first of those."""
+    found = [i for i in (text.find(":"), text.find("--")) if i >= 0]
+    if not found:
+        return None
+    line = text.rfind("\n", 0, min(found)) + 1
+    start = text.rfind("\n", 0, line - 1) + 1 if line else 0
+    return _FIRST_HEADER.search(text, start)
+
+
+class _SignatureSearch:
+    """The library's signature search, started at the first line that could open a signature
+    (less the blank space before it, which the pattern's leading "\\s*" may take)."""
+
+    def search(self, text: str) -> re.Match[str] | None:
+        line = _SIGNATURE_LINE.search(text)
+        if line is None:
+            return None
+        return _SIGNATURE.search(text, len(text[: line.start()].rstrip()))
+
+
+class _DisclaimerSearch:
+    """The library's disclaimer search, skipped when no disclaimer word is in the text (each
+    ends in a colon, the cheapest thing to look for)."""
+
+    pattern = _TEMPLATE.DISCLAIMERS_REGEX
+
+    def findall(self, text: str) -> list:
+        if _DISCLAIMERS_END_IN_COLON and ":" not in text:
+            return []
+        if _DISCLAIMER_WORD.search(text) is None:
+            return []
+        return self.pattern.findall(text)
+
+
 _PATTERNS = {
     "_header_regex": _NO_HEADER,
-    "_signature_regex": _SIGNATURE,
-    "_disclaimers_regex": _TEMPLATE.DISCLAIMERS_REGEX,
+    "_signature_regex": _SignatureSearch(),
+    "_disclaimers_regex": _DisclaimerSearch(),
 }
 
 
@@ -197,7 +256,7 @@ def _library_split(text: str) -> str:
 
     Empty when the text begins with a header (a pure forward or a bare quote).
     """
-    first_header = _FIRST_HEADER.search(text)
+    first_header = _first_header(text)
     if first_header is not None:
         text = text[: first_header.start()]
         if not text.strip():
