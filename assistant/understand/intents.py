@@ -173,7 +173,7 @@ class Lexicon:
     own_objects: frozenset[str] = frozenset()  # intents with their own [object.<intent>]
     # Per anchor, (cue, after, before) for each of its cues in by_anchor order: a tuple is
     # unpacked faster than three attributes are read, and _find_hits reads them per anchor.
-    plans: dict[int, tuple[tuple[Cue, tuple[int | None, ...], tuple[int | None, ...]], ...]] = field(
+    plans: dict[int, tuple[tuple[Cue, tuple[int | None, ...], tuple[int | None, ...], frozenset[int]], ...]] = field(
         default_factory=dict)
     caches: dict[frozenset[str], tuple[dict[str, frozenset[int]], dict[str, frozenset[int]]]] = field(
         default_factory=dict)
@@ -379,7 +379,8 @@ def load_lexicon(directory: Path | None = None) -> Lexicon:
         fuzzy_words=fuzzy_words, fuzzy_stems=fuzzy_stems, known=known,
         min_prefix=min((len(p) for p in prefixes), default=1),
         own_objects=frozenset(c.intent[len(OBJECT):] for c in cues if c.intent.startswith(OBJECT)) - {"any"},
-        plans={pid: tuple((c, c.after, c.before) for c in found) for pid, found in by_anchor.items()},
+        plans={pid: tuple((c, c.after, c.before, c.required) for c in found)
+               for pid, found in by_anchor.items()},
     )
 
 
@@ -466,6 +467,7 @@ def _find_hits(lexicon: Lexicon, ids: list[frozenset[int]],
     plans = lexicon.plans
     last = len(ids) - 1
     sentence = 0
+    present: frozenset[int] | None = None  # every pattern id in the message, built when needed
     for i in compress(range(len(anchors)), anchors):
         pids = anchors[i]
         if pids is BREAK:
@@ -473,23 +475,37 @@ def _find_hits(lexicon: Lexicon, ids: list[frozenset[int]],
             starts.append(i + 1)
             continue
         for pid in pids:
-            for cue, after, before in plans[pid]:
+            for cue, after, before, required in plans[pid]:
                 if after:
                     head = after[0]
                     if head is not None and (i >= last or head not in ids[i + 1]):
                         continue
-                    end = i + 2 if len(after) == 1 else _walk(after, ids, i + 1, 1)
-                    if end == NO_MATCH:
-                        continue
+                    if len(after) == 1:
+                        end = i + 2
+                    else:
+                        if present is None:
+                            present = frozenset().union(*ids)
+                        if not required <= present:
+                            continue
+                        end = _walk(after, ids, i + 1, 1)
+                        if end == NO_MATCH:
+                            continue
                 else:
                     end = i + 1
                 if before:
                     head = before[0]
                     if head is not None and (i == 0 or head not in ids[i - 1]):
                         continue
-                    start = i - 1 if len(before) == 1 else _walk(before, ids, i - 1, -1) + 1
-                    if start == NO_MATCH + 1:
-                        continue
+                    if len(before) == 1:
+                        start = i - 1
+                    else:
+                        if present is None:
+                            present = frozenset().union(*ids)
+                        if not required <= present:
+                            continue
+                        start = _walk(before, ids, i - 1, -1) + 1
+                        if start == NO_MATCH + 1:
+                            continue
                 else:
                     start = i
                 append(new_hit(_Hit, (cue, sentence, start, end)))

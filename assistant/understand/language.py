@@ -68,6 +68,33 @@ def tokens(text: str) -> list[str]:
     return TOKEN_RE.findall(text)
 
 
+_FOLDED_WORDS: dict[str, str | None] = {}
+FOLD_CACHE_LIMIT = 200_000
+
+
+def folded_tokens(text: str) -> list[str]:
+    """tokens(fold(text)), several times faster on the second sight of a word: each word is
+    folded once and remembered. No character outside a word folds into a word character
+    (tests/test_language.py checks every code point), so splitting first and folding each word
+    gives the same words, except where a word folds into more or less than one word
+    ("İ" -> "i" + a combining dot): then the whole text is folded as before."""
+    words = TOKEN_RE.findall(text)
+    cache = _FOLDED_WORDS
+    try:
+        folded = list(map(cache.__getitem__, words))
+    except KeyError:
+        if len(cache) > FOLD_CACHE_LIMIT:
+            cache.clear()
+        for word in words:
+            if word not in cache:
+                value = fold(word)
+                cache[word] = value if TOKEN_RE.fullmatch(value) else None
+        folded = list(map(cache.__getitem__, words))
+    if None in folded:
+        return tokens(fold(text))
+    return folded
+
+
 @dataclass(frozen=True)
 class LanguageProfiles:
     """Word -> [(language, weight)] plus distinctive characters, built from languages.toml."""
