@@ -69,6 +69,7 @@ SPECIAL_SECTIONS = ("any", "topic", "veto", "frame", "asking", "clause", "greeti
 # Nested sections of intents/compose.toml: [action.<intent>] and [object.<intent>|any].
 COMPOSED_SECTIONS = ("action", "object")
 ACTION = "action:"  # cue.intent prefix of an action word ("action:erasure")
+_ACTION_OF = {intent: ACTION + intent for intent in INTENTS}
 OBJECT = "object:"  # cue.intent prefix of an object word ("object:any", "object:restriction")
 CLAUSE_REACH = 3  # a conjunction starts a new clause when an action begins this close after it
 FRAME_BOOST = 1.6  # a cue in a sentence that asks us for something ("jeg ber om", "please")
@@ -92,6 +93,14 @@ _SCAN = re.compile(
     r"|[:;][ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
 )
+
+
+# What a cue tells about the sentence it stands in, as bits, so scoring can flag each sentence
+# in one pass over the hits.
+ROLE_SCORING, ROLE_FRAME, ROLE_ASKING, ROLE_CLAUSE, ROLE_TOPIC, ROLE_VETO, ROLE_LOOKALIKE = (
+    1, 2, 4, 8, 16, 32, 64)
+_SECTION_ROLES = {"frame": ROLE_FRAME, "asking": ROLE_ASKING, "clause": ROLE_CLAUSE,
+                  "topic": ROLE_TOPIC, "veto": ROLE_VETO}
 
 
 @dataclass(frozen=True)
@@ -148,13 +157,18 @@ class Cue:
     scoring: bool = field(init=False, repr=False, compare=False)  # can raise an intent's score
     lookalike: bool = field(init=False, repr=False, compare=False)  # negative cue of an intent
     single: bool = field(init=False, repr=False, compare=False)  # the anchor is the whole phrase
+    role: int = field(init=False, repr=False, compare=False)  # ROLE_* bits, for sentence flags
 
     def __post_init__(self) -> None:
         is_action = self.intent.startswith(ACTION)
+        scoring = is_action or self.intent in INTENTS
+        lookalike = self.weight < 0 and self.intent in INTENTS
         object.__setattr__(self, "is_action", is_action)
-        object.__setattr__(self, "scoring", is_action or self.intent in INTENTS)
-        object.__setattr__(self, "lookalike", self.weight < 0 and self.intent in INTENTS)
+        object.__setattr__(self, "scoring", scoring)
+        object.__setattr__(self, "lookalike", lookalike)
         object.__setattr__(self, "single", not self.before and not self.after)
+        role = (ROLE_SCORING if scoring else 0) | (ROLE_LOOKALIKE if lookalike else 0)
+        object.__setattr__(self, "role", role | _SECTION_ROLES.get(self.intent, 0))
 
 
 @dataclass
@@ -546,7 +560,7 @@ def _composed(intent: str, grouped: dict[str, list[_Hit]], clause_start: int,
     ("slett" + "nummeret mitt", "wipe" + "everything you have on us"): (weight, action hit,
     object hit, imperative). Imperative = the action opens the clause, after at most a
     greeting ("Hei, slett ..."), which makes it a request like a frame does."""
-    actions = grouped.get(ACTION + intent)
+    actions = grouped.get(_ACTION_OF[intent])
     if not actions:
         return None
     objects = grouped.get(OBJECT + (intent if intent in own_objects else "any"))
@@ -571,31 +585,54 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
            heading: int = 0) -> tuple[dict[str, float], dict[str, list[tuple[float, _Hit]]]]:
     """Per-intent score and the weighted hits behind it (see the module docstring).
     `heading` = how many leading sentences are the subject line."""
+    # One pass over the hits: per sentence its hits and the ROLE_* bits of its cues.
     by_sentence: dict[int, list[_Hit]] = {}
+    roles: dict[int, int] = {}
+    topic_in: set[int] = set()
+    veto = 0.0
+    body_lookalike: dict[str, float] = {}  # per intent, its strongest look-alike in the body
     for hit in hits:
-        by_sentence.setdefault(hit.sentence, []).append(hit)
-    body_lookalike = _body_lookalikes(hits, heading)
-    topic_in = {index for index, found in by_sentence.items()
-                if any(h.cue.intent == "topic" for h in found)}
-    veto = max((h.cue.weight for h in hits if h.cue.intent == "veto"), default=0.0)
+        cue, index = hit[0], hit[1]
+        found = by_sentence.get(index)
+        if found is None:
+            by_sentence[index] = [hit]
+            roles[index] = cue.role
+        else:
+            found.append(hit)
+            roles[index] |= cue.role
+        role = cue.role
+        if role & (ROLE_TOPIC | ROLE_VETO | ROLE_LOOKALIKE):
+            if role & ROLE_TOPIC:
+                topic_in.add(index)
+            if role & ROLE_VETO:
+                veto = max(veto, cue.weight)
+            if role & ROLE_LOOKALIKE and heading and index >= heading:
+                body_lookalike[cue.intent] = min(body_lookalike.get(cue.intent, 0.0), cue.weight)
     scores = dict.fromkeys(INTENTS, 0.0)
     evidence: dict[str, list[tuple[float, _Hit]]] = {i: [] for i in INTENTS}
     used: set[int | str] = set()
     for index in sorted(by_sentence):
-        found = by_sentence[index]
-        if not any(h.cue.scoring for h in found):
+        role = roles[index]
+        if not role & ROLE_SCORING:
             continue  # only topic/frame/object words here: nothing can score (most sentences)
-        framed = any(h.cue.intent == "frame" for h in found)
-        asking = any(h.cue.intent == "asking" for h in found)
+        found = by_sentence[index]
+        framed = bool(role & ROLE_FRAME)
+        asking = bool(role & ROLE_ASKING)
         has_action = False  # set once an action intent scores here; "question" comes last
         weak_factor = 1.0 if index in topic_in else (WEAK_ELSEWHERE if topic_in else 0.0)
-        for clause_start, clause_hits in _clauses(found, starts[index]):
+        clauses = _clauses(found, starts[index]) if role & ROLE_CLAUSE else ((starts[index], found),)
+        for clause_start, clause_hits in clauses:
             grouped: dict[str, list[_Hit]] = {}
             for hit in clause_hits:
-                grouped.setdefault(hit.cue.intent, []).append(hit)
-            damp_any = sum(h.cue.weight for h in grouped.get("any", ()))
+                intent = hit[0].intent
+                group = grouped.get(intent)
+                if group is None:
+                    grouped[intent] = [hit]
+                else:
+                    group.append(hit)
+            damp_any = sum(h.cue.weight for h in grouped["any"]) if "any" in grouped else 0.0
             for intent in INTENTS:
-                if intent not in grouped and ACTION + intent not in grouped:
+                if intent not in grouped and _ACTION_OF[intent] not in grouped:
                     continue  # nothing of this intent here: it cannot score (hot path)
                 value, positives, negative = _clause_value(
                     intent, grouped, clause_start, framed or (asking and intent == "question"),
@@ -612,25 +649,13 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                 for weight, hit in positives:
                     used.add(hit.cue.key)
                     evidence[intent].append((weight * net / value, hit))
-                if positives[0][1].cue.intent.startswith(ACTION):
-                    used.add(ACTION + intent)
+                if positives[0][1].cue.is_action:
+                    used.add(_ACTION_OF[intent])
                 scores[intent] += net
                 has_action = has_action or intent in ACTION_INTENTS
     if veto > 0:
         scores = {k: v * max(0.0, 1.0 - veto) for k, v in scores.items()}
     return scores, evidence
-
-
-def _body_lookalikes(hits: list[_Hit], heading: int) -> dict[str, float]:
-    """Per intent, the strongest look-alike in the body: "Innsyn søknad" over a body about the
-    applicant list is about the job, not about the sender's data."""
-    found: dict[str, float] = {}
-    if heading == 0:
-        return found
-    for hit in hits:
-        if hit.cue.lookalike and hit.sentence >= heading:
-            found[hit.cue.intent] = min(found.get(hit.cue.intent, 0.0), hit.cue.weight)
-    return found
 
 
 def _clause_value(intent: str, grouped: dict[str, list[_Hit]], clause_start: int, framed: bool,
@@ -652,8 +677,9 @@ def _clause_value(intent: str, grouped: dict[str, list[_Hit]], clause_start: int
     value = 0.0
     if positives:
         positives = _drop_overlaps(positives)
-        value = sum(w for w, _ in positives) * (FRAME_BOOST if framed else 1.0)
-    if intent != "question" and ACTION + intent not in used:
+        value = sum([w for w, _ in positives]) * (FRAME_BOOST if framed else 1.0)
+    action_key = _ACTION_OF[intent]
+    if intent != "question" and action_key in grouped and action_key not in used:
         composed = _composed(intent, grouped, clause_start, own_objects)
         if composed is not None:
             weight, action, obj, imperative = composed
@@ -669,10 +695,18 @@ def _drop_overlaps(positives: list[tuple[float, _Hit]]) -> list[tuple[float, _Hi
     if len(positives) == 1:
         return positives
     chosen: list[tuple[float, _Hit]] = []
-    for weight, hit in sorted(positives, key=lambda p: (-p[0], p[1].start)):
-        if all(hit.end <= h.start or hit.start >= h.end for _, h in chosen):
+    for weight, hit in sorted(positives, key=_strongest_first):
+        start, end = hit[2], hit[3]
+        for _, other in chosen:
+            if end > other[2] and start < other[3]:
+                break
+        else:
             chosen.append((weight, hit))
     return chosen
+
+
+def _strongest_first(positive: tuple[float, _Hit]) -> tuple[float, int]:
+    return -positive[0], positive[1][2]
 
 
 def _confidence(score: float) -> float:

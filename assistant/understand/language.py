@@ -14,8 +14,9 @@ import re
 import tomllib
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "intents"
@@ -104,6 +105,17 @@ class LanguageProfiles:
     chars: dict[str, tuple[tuple[str, float], ...]]  # character -> [(language, weight)]
     char_re: re.Pattern[str] | None
     char_cap: float  # no language gets more than this from characters alone
+    # words again, as word -> number of its distinct [(language, weight)] entry: counting small
+    # numbers is cheaper than counting (hashing) the entries themselves, on every message.
+    entry_of: dict[str, int] = field(default_factory=dict)
+    entries: tuple[tuple[tuple[str, float], ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.words and not self.entry_of:
+            numbers: dict[tuple[tuple[str, float], ...], int] = {}
+            for word, entry in self.words.items():
+                self.entry_of[word] = numbers.setdefault(entry, len(numbers))
+            object.__setattr__(self, "entries", tuple(numbers))
 
 
 def _parse_words(value: object) -> list[str]:
@@ -178,10 +190,11 @@ def scores_from_tokens(words: list[str], sample: str,
     both jobs); only the first MAX_LANGUAGE_TOKENS count."""
     profiles = profiles or load_profiles()
     scores = dict.fromkeys(profiles.codes, 0.0)
-    table = profiles.words
-    matched = Counter(filter(None, map(table.get, words[:MAX_LANGUAGE_TOKENS])))
-    for entry, count in matched.items():
-        for code, weight in entry:
+    entries = profiles.entries
+    matched = Counter(map(profiles.entry_of.get, words[:MAX_LANGUAGE_TOKENS]))
+    matched.pop(None, None)
+    for number, count in matched.items():
+        for code, weight in entries[number]:
             scores[code] += weight * count
     if profiles.char_re is not None:
         found = Counter(profiles.char_re.findall(sample[:CHAR_SCAN_CHARS].lower()))
@@ -206,7 +219,7 @@ def detect_language(text: str, default: str = "nb") -> tuple[str, float]:
 
 def decide_language(scores: dict[str, float], default: str = "nb") -> tuple[str, float]:
     """Pick a language from profile scores, preferring the default when it is close."""
-    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+    ranked = sorted(scores.items(), key=itemgetter(1), reverse=True)
     if not ranked:
         return default, 0.0
     best, top = ranked[0]
