@@ -78,6 +78,20 @@ def load_classifier(clean: Cleaner) -> Classifier:
     return run
 
 
+def load_classifier_only() -> Classifier:
+    """The production path without quote stripping (lexicons + learned model on the text as
+    given), to show what stripping costs."""
+    from assistant.understand.intents import classify
+    from assistant.understand.pipeline import MAX_SCORED_CHARS, second_opinion
+
+    def run(msg: dict) -> tuple[tuple[str, ...], str]:
+        body, subject = msg["body"][:MAX_SCORED_CHARS], msg.get("subject", "")[:1000]
+        result = second_opinion(classify(body, subject=subject, default_language="nb"), subject, body)
+        return tuple(result.intents), result.language
+
+    return run
+
+
 # ---------------------------------------------------------------- metrics
 
 
@@ -167,6 +181,13 @@ def typical_mails(rows: list[dict], seed: int = 7) -> list[dict]:
 
 
 def measure_speed(classify: Classifier, mails: list[dict]) -> dict:
+    """Messages per second over SPEED_SECONDS of repeated passes, after one untimed pass: a
+    running service has seen most words before (the first pass fills the typo-matching
+    cache; its own rate is reported as first_pass_msgs_per_s)."""
+    start = time.perf_counter()
+    for m in mails:
+        classify(m)
+    first = len(mails) / (time.perf_counter() - start)
     n, start = 0, time.perf_counter()
     while True:
         for m in mails:
@@ -176,7 +197,8 @@ def measure_speed(classify: Classifier, mails: list[dict]) -> dict:
         if elapsed >= SPEED_SECONDS:
             break
     avg = sum(len(m["body"].encode()) for m in mails) / len(mails)
-    return {"messages": n, "seconds": elapsed, "msgs_per_s": n / elapsed, "avg_bytes": avg}
+    return {"messages": n, "seconds": elapsed, "msgs_per_s": n / elapsed, "avg_bytes": avg,
+            "first_pass_msgs_per_s": first}
 
 
 def big_mail(rows: list[dict]) -> dict:
@@ -355,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = res
 
     report["pinning"] = pin_one_core()
-    raw = load_classifier(lambda body: body)
+    raw = load_classifier_only()
     mails, big = typical_mails(labelled), big_mail(labelled)
     report["speed"] = measure_speed(raw, mails)
     report["speed_with_cleaning"] = measure_speed(classify, mails)
@@ -380,10 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         print_eval(f"held-out set {name} (tests/data/{name}.jsonl, written blind)", report[name],
                    rows, args.verbose)
     print(f"\n== speed ({report['pinning']})")
-    for label, key in (("classify", ""), ("strip quotes + classify", "_with_cleaning")):
+    for label, key in (("full path (strip quotes + lexicons + model)", "_with_cleaning"),
+                       ("without quote stripping", "")):
         sp, big = report["speed" + key], report["big_mail" + key]
         print(f"{label}: typical mail ({sp['avg_bytes']:.0f} B avg) {sp['msgs_per_s']:.0f} msgs/s "
-              f"({sp['messages']} in {sp['seconds']:.1f} s)")
+              f"({sp['messages']} in {sp['seconds']:.1f} s; first pass {sp['first_pass_msgs_per_s']:.0f})")
         if big.get("seconds") is None:
             print(f"{label}: 5 MB mail {big.get('error')}")
         else:
