@@ -16,6 +16,7 @@ is a quote header. The library lets a caller add a language only by adding a key
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from mailparser_reply import EmailMessage
 from mailparser_reply.constants import MAIL_LANGUAGES
@@ -48,13 +49,19 @@ _WROTE_HEADERS = [
     rf"^({Q}{_OPENER}{_GAP}{_TIME}{_GAP}\b{_VERB}\b[^\n]{{0,200}}\n{Q}[^\n:]{{0,120}}@[^\n]{{0,120}}:)[ \t]*$",
 ]
 
-_FROM_KEYS = r"(?:Fra|From|Fr\u00e5n|Von)"
-_DATE_KEYS = r"(?:Sendt|Sent|Skickat|Dato|Date|Datum|Gesendet)"
-_OTHER_KEYS = (
-    r"(?:Til|To|Till|Emne|Subject|\u00c4mne|Betreff|An|Cc|Kopi|Kopia|Bcc|Blindkopi|"
-    r"Svar til|Reply-To|Vedlegg|Vedh\u00e6ftet|Attachments|Bilagor|Importance|Prioritet|"
-    r"Organisasjon|Organization)"
+_FROM_WORDS = ("Fra", "From", "Fr\u00e5n", "Von")
+_DATE_WORDS = ("Sendt", "Sent", "Skickat", "Dato", "Date", "Datum", "Gesendet")
+_OTHER_WORDS = (
+    "Til", "To", "Till", "Emne", "Subject", "\u00c4mne", "Betreff", "An", "Cc", "Kopi", "Kopia",
+    "Bcc", "Blindkopi", "Svar til", "Reply-To", "Vedlegg", "Vedh\u00e6ftet", "Attachments",
+    "Bilagor", "Importance", "Prioritet", "Organisasjon", "Organization",
 )
+_FROM_KEYS = "(?:" + "|".join(map(re.escape, _FROM_WORDS)) + ")"
+_DATE_KEYS = "(?:" + "|".join(map(re.escape, _DATE_WORDS)) + ")"
+_OTHER_KEYS = "(?:" + "|".join(map(re.escape, _OTHER_WORDS)) + ")"
+# A line whose first colon stands further in than this (quote marks, stars and spaces aside)
+# cannot be a header line of an Outlook block.
+_LONGEST_KEY = max(map(len, _FROM_WORDS + _DATE_WORDS + _OTHER_WORDS))
 _HEADER_LINE = rf"{Q}[* ]*(?:{_FROM_KEYS}|{_DATE_KEYS}|{_OTHER_KEYS})[ *]*:[^\n]*"
 
 # Outlook's "Fra:/Sendt:/Til:/Emne:" block (and its en/sv/da twins). It must hold a sender line
@@ -136,7 +143,6 @@ def _register_language() -> None:
 
 _register_language()
 
-_QUOTED_LINE = re.compile(r"^[ \t]*>")
 _RULE_LINE = re.compile(r"^[ \t]*[_=*-]{3,}[ \t]*$")
 
 
@@ -158,7 +164,7 @@ def _normalise(text: str) -> str:
 
 def _drop_quoted_lines(text: str) -> str:
     """Remove '>' lines (also inline answers' quoted questions) and trailing rule lines."""
-    lines = [line for line in text.split("\n") if not _QUOTED_LINE.match(line)]
+    lines = [line for line in text.split("\n") if not line.lstrip(" \t").startswith(">")]
     while lines and (not lines[-1].strip() or _RULE_LINE.match(lines[-1])):
         lines.pop()
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -197,19 +203,44 @@ _SIGNATURE_LINE = re.compile(
     + r"|[-_]{2})",
     re.MULTILINE | re.IGNORECASE,
 )
-_DISCLAIMER_WORD = re.compile("|".join(map(re.escape, _DISCLAIMERS)), re.IGNORECASE)
-_DISCLAIMERS_END_IN_COLON = all(d.endswith(":") for d in _DISCLAIMERS)
 
 
 def _first_header(text: str) -> re.Match[str] | None:
-    """The first quote header: every header has a ":" or "--" on its first or second line,
-    so the search starts a line above the first of those."""
-    found = [i for i in (text.find(":"), text.find("--")) if i >= 0]
-    if not found:
-        return None
-    line = text.rfind("\n", 0, min(found)) + 1
-    start = text.rfind("\n", 0, line - 1) + 1 if line else 0
-    return _FIRST_HEADER.search(text, start)
+    """The first quote header, tried only where one can begin: on a line with "--", a line
+    that ends in a colon, or a line whose first colon follows a header key, or on the line above
+    one of these (an attribution wrapped onto two lines). Same answer as a search from the top."""
+    tried = -1
+    for line in _header_lines(text):
+        above = text.rfind("\n", 0, line - 1) + 1 if line else 0
+        for start in (above, line):
+            if start > tried:
+                found = _FIRST_HEADER.match(text, start)
+                if found is not None:
+                    return found
+                tried = start
+    return None
+
+
+def _header_lines(text: str) -> Iterator[int]:
+    """Starts of the lines a header's first or second line can be (see _first_header), in
+    order, found lazily: the first header usually stands a few lines down."""
+    size = len(text)
+    colon, dash = text.find(":"), text.find("--")
+    while colon >= 0 or dash >= 0:
+        at = min(i for i in (colon, dash) if i >= 0)
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        end = size if end < 0 else end
+        line = text[start:end]
+        first_colon = line.find(":")
+        if "--" in line or first_colon >= 0 and (
+                len(line[:first_colon].strip("> *")) <= _LONGEST_KEY
+                or line.rstrip(" \t").endswith(":")):
+            yield start
+        if 0 <= colon < end:
+            colon = text.find(":", end)
+        if 0 <= dash < end:
+            dash = text.find("--", end)
 
 
 class _SignatureSearch:
@@ -224,17 +255,29 @@ class _SignatureSearch:
 
 
 class _DisclaimerSearch:
-    """The library's disclaimer search, skipped when no disclaimer word is in the text (each
-    ends in a colon, the cheapest thing to look for)."""
+    """The library's disclaimer search, skipped when no disclaimer word is in the text."""
 
     pattern = _TEMPLATE.DISCLAIMERS_REGEX
 
     def findall(self, text: str) -> list:
-        if _DISCLAIMERS_END_IN_COLON and ":" not in text:
-            return []
-        if _DISCLAIMER_WORD.search(text) is None:
+        if not _may_contain(text, _DISCLAIMERS_LOWER):
             return []
         return self.pattern.findall(text)
+
+
+_DISCLAIMERS_LOWER = tuple(word.lower() for word in _DISCLAIMERS)
+# Letters the regex engine matches case-insensitively to an ASCII letter that str.lower() does
+# not turn into it (dotless i, long s, Kelvin sign), and the one whose lower case is longer.
+_CASE_ODDITIES = ("\u0131", "\u017f", "\u212a", "\u0130")
+
+
+def _may_contain(text: str, lowered_words: tuple[str, ...]) -> bool:
+    """Whether a case-insensitive search for the words could find one: str.find on the lower-
+    cased text is many times faster than the regex engine's case-insensitive alternation."""
+    if any(odd in text for odd in _CASE_ODDITIES):
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in lowered_words)
 
 
 _PATTERNS = {
