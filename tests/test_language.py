@@ -74,3 +74,31 @@ def test_fold_removes_diacritics_for_matching() -> None:
     assert fold("Personopplysningær ØÅ") == "personopplysningaer oa"
     assert fold("Löschung") == "loschung"
     assert fold("Άρθρο") == "αρθρο"
+
+
+def test_no_character_outside_a_word_folds_into_a_word_character():
+    """fold_words() splits first and folds each word; that equals folding first only because
+    folding never turns punctuation or space into a letter. Checked for every code point."""
+    import re
+    import sys
+
+    word_char = re.compile(r"[^\W_]|§")
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        if not word_char.fullmatch(char):
+            assert not any(word_char.fullmatch(c) for c in fold(char)), hex(code)
+
+
+@pytest.mark.parametrize("text", [
+    "Slett ALT om meg. Takk!", "Innsyn i personopplysninger, jf. § 18 og art. 15(3)",
+    "İstanbul-kontoret", "ΟΔΟΣ.Α ΣΟΦΟΣ", "ſlett x_y ÆØÅ æøå Ærlig", "", "...\n\n- punkt\n",
+])
+def test_folded_words_equal_folding_the_whole_text(text):
+    from assistant.understand.intents import _SCAN
+    from assistant.understand.language import fold_words, folded_tokens, tokens
+
+    assert folded_tokens(text) == tokens(fold(text))
+    words = fold_words(_SCAN.findall(text))  # sentence breaks among the tokens are left out
+    assert words is None or words == tokens(fold(text))

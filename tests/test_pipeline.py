@@ -80,3 +80,18 @@ def test_quoted_mail_does_not_count():
 def test_second_opinion_keeps_a_classification_without_model_signal(toy_model):
     base = understand_text("Hvor blir det av pakken min?")
     assert second_opinion(base, "", "Hvor blir det av pakken min?").intents == base.intents
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Innsyn", "Hei. Jeg vil ha innsyn i opplysningene mine."),
+    ("SV: Innsyn", "Ja, slett alt."),
+    ("Sletting?", "hei"),
+    ("", "İstanbul-kontoret: slett meg"),
+])
+def test_the_classifier_hands_the_learned_model_the_words_of_the_body(subject, body):
+    """intents.read splits the text once for both readers; the model must see exactly the
+    words it would have split from the body itself."""
+    from assistant.understand.intents import read
+    from assistant.understand.language import fold, tokens
+
+    assert read(body, subject)[1] == tokens(fold(body))

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import Levenshtein
 
-from .language import TOKEN_RE, decide_language, fold, scores_from_tokens
+from .language import TOKEN_RE, decide_language, fold, fold_words, folded_tokens, scores_from_tokens
 
 INTENTS: tuple[str, ...] = (
     "access", "erasure", "portability", "opt_out",
@@ -717,6 +717,13 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
              lexicon: Lexicon | None = None) -> Classification:
     """Language and intents of one message (body already stripped of quotes/signature).
     `lexicon` defaults to intents/ beside the package (load_lexicon())."""
+    return read(body, subject, default_language, lexicon=lexicon)[0]
+
+
+def read(body: str, subject: str = "", default_language: str = "nb", *,
+         lexicon: Lexicon | None = None) -> tuple[Classification, list[str]]:
+    """classify(), and the folded words of the body (tokens(fold(body))), for the learned model:
+    the text is split into words once per message, not once per reader."""
     body = (body or "")[:MAX_SCORED_CHARS]
     subject = _new_subject(subject)
     text = f"{subject}\n\n{body}" if subject else body
@@ -744,7 +751,11 @@ def classify(body: str, subject: str = "", default_language: str = "nb", *,
     results.sort(key=lambda s: s.confidence, reverse=True)
     chosen = tuple(s.intent for s in results if s.confidence >= THRESHOLD)
     unclear = not chosen and any(s.confidence >= SIGNAL for s in results)
-    return Classification(chosen, language, language_confidence, tuple(results), unclear)
+    classification = Classification(chosen, language, language_confidence, tuple(results), unclear)
+    words = fold_words(tokens)
+    if words is None:
+        return classification, folded_tokens(body)
+    return classification, words[len(TOKEN_RE.findall(subject)):] if subject else words
 
 
 def _subject_sentences(starts: list[int], subject_tokens: int) -> int:

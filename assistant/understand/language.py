@@ -75,25 +75,38 @@ FOLD_CACHE_LIMIT = 200_000
 
 def folded_tokens(text: str) -> list[str]:
     """tokens(fold(text)), several times faster on the second sight of a word: each word is
-    folded once and remembered. No character outside a word folds into a word character
-    (tests/test_language.py checks every code point), so splitting first and folding each word
-    gives the same words, except where a word folds into more or less than one word
-    ("İ" -> "i" + a combining dot): then the whole text is folded as before."""
-    words = TOKEN_RE.findall(text)
+    folded once and remembered (see fold_words)."""
+    folded = fold_words(TOKEN_RE.findall(text))
+    return tokens(fold(text)) if folded is None else folded
+
+
+def fold_words(found: list[str]) -> list[str] | None:
+    """The folded words among tokens split from a text (anything that is not a word, such as
+    the intent scanner's sentence breaks, is left out). No character outside a word folds into
+    a word character (tests/test_language.py checks every code point), so this equals
+    tokens(fold(text)), except where a word folds into more or less than one word ("İ" -> "i" +
+    a combining dot): then None, and the caller folds the whole text."""
     cache = _FOLDED_WORDS
     try:
-        folded = list(map(cache.__getitem__, words))
+        folded = list(map(cache.__getitem__, found))
     except KeyError:
         if len(cache) > FOLD_CACHE_LIMIT:
             cache.clear()
-        for word in words:
-            if word not in cache:
-                value = fold(word)
-                cache[word] = value if TOKEN_RE.fullmatch(value) else None
-        folded = list(map(cache.__getitem__, words))
+        for token in found:
+            if token not in cache:
+                cache[token] = _fold_word(token)
+        folded = list(map(cache.__getitem__, found))
     if None in folded:
-        return tokens(fold(text))
-    return folded
+        return None
+    return list(filter(None, folded))
+
+
+def _fold_word(token: str) -> str | None:
+    """"" for a token that is no word (left out), None for one that does not fold to one word."""
+    if not TOKEN_RE.fullmatch(token):
+        return ""
+    value = fold(token)
+    return value if TOKEN_RE.fullmatch(value) else None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .intents import Classification, IntentScore, classify
+from .intents import Classification, IntentScore, read
 from .learned import load_model
 from .mailtext import strip_quotes_and_signature
 
@@ -28,16 +28,18 @@ def understand_text(body: str, subject: str = "", default_language: str = "nb") 
     """Classify what the person wrote now, not what they quoted from earlier mail."""
     new_text = strip_quotes_and_signature((body or "")[:MAX_SCORED_CHARS])
     subject = (subject or "")[:1000]
-    result = classify(new_text, subject=subject, default_language=default_language)
-    return second_opinion(result, subject, new_text)
+    result, words = read(new_text, subject=subject, default_language=default_language)
+    return second_opinion(result, subject, new_text, words)
 
 
-def second_opinion(result: Classification, subject: str, text: str) -> Classification:
-    """Let the learned model add what the lexicons missed; never take anything away."""
+def second_opinion(result: Classification, subject: str, text: str,
+                   words: list[str] | None = None) -> Classification:
+    """Let the learned model add what the lexicons missed; never take anything away.
+    `words`: the folded words of text, if the caller has them (intents.read)."""
     model = load_model()
     if model is None:
         return result
-    probabilities = model.probabilities(subject, text)
+    probabilities = model.probabilities(subject, text, words)
     added = [intent for intent, p in probabilities.items()
              if p >= LEARNED_ADDS_AT and intent not in result.intents]
     if not added:
