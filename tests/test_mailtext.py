@@ -718,7 +718,7 @@ _FRAGMENTS = [
     "Den 5. mai 2025 kl. 10.12 skrev Ola Nordmann <", "ola@x.no>:", "-----Original Message-----",
     "---------- Forwarded message ---------", "Begin forwarded message:", "CAUTION: this mail",
     "Disclaimer: this e-mail is confidential", "Konfidensielt: mail", "", "   ", "Slett meg: nå",
-    "MVH", "mvh", "REGARDS", "ſincerely", "Beſt regards", "İnnsyn", "Cheers", "12:30",
+    "MVH", "mvh", "REGARDS", "Hei\n\n________________________________", "x\n\n --------------------------------", "ſincerely", "Beſt regards", "İnnsyn", "Cheers", "12:30",
 ]
 
 
@@ -733,6 +733,11 @@ def _fast_and_full(text: str) -> None:
     assert (fast_sig and fast_sig.span()) == (full_sig and full_sig.span())
     disclaimers = rp._PATTERNS["_disclaimers_regex"]
     assert disclaimers.findall(text) == disclaimers.pattern.findall(text)
+    from mailparser_reply import EmailMessage
+
+    clean = rp._normalise(text)  # what the library is given; it normalises it the same way
+    library = EmailMessage(text=clean, languages=[rp.LANGUAGE_KEY], include_english=False)
+    assert rp._new_parser(clean).text == library.text
 
 
 @settings(max_examples=400, deadline=None)

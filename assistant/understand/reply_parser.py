@@ -170,9 +170,25 @@ def _drop_quoted_lines(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _new_parser(text: str) -> EmailMessage:
-    return EmailMessage(
-        text=text, languages=[LANGUAGE_KEY], include_english=False, keep_hyphen_lists=True
+class _Message(EmailMessage):
+    """mail-parser-reply's message, told what it cannot know: its text comes from _normalise
+    (Unix line ends, every line stripped the way the library strips them), so the library's own
+    line normalisation would change nothing. Only its fix for a rule line of underscores right
+    under the text is still needed, and only when such a line is there."""
+
+    def _normalize_text(self) -> None:
+        if _RULE_UNDER_TEXT.search(self.text):
+            super()._normalize_text()
+
+
+# The library's rule-line fix matches "\n\n" + an optional space + 32 "_"/"-": look for that.
+_RULE_UNDER_TEXT = re.compile(r"\n\n ?[_-]{32}")
+
+
+def _new_parser(text: str, **patterns: object) -> EmailMessage:
+    return _Message(
+        text=text, languages=[LANGUAGE_KEY], include_english=False, keep_hyphen_lists=True,
+        **patterns,
     )
 
 
@@ -189,9 +205,15 @@ _SIGNATURE = re.compile(
     _TEMPLATE.SIGNATURE_REGEX.pattern.replace(r"(.|\s)*)", r"[\s\S]*)"),
     _TEMPLATE.SIGNATURE_REGEX.flags,
 )
-# The text handed to the library is already cut before the first header (found on the same
-# normalised text), so its own header search could only come back empty: skip it.
-_NO_HEADER = re.compile(r"(?!)")
+
+
+class _NoHeaders:
+    """The text handed to the library is already cut before the first header (found on the
+    same normalised text), so its own header search could only come back empty: skip it."""
+
+    def findall(self, text: str) -> list:
+        return []
+
 
 # Python's regex engine tries a pattern at every position of the text; for the signature
 # pattern that costs more than everything else in stripping. A signature can only begin on a line
@@ -281,17 +303,14 @@ def _may_contain(text: str, lowered_words: tuple[str, ...]) -> bool:
 
 
 _PATTERNS = {
-    "_header_regex": _NO_HEADER,
+    "_header_regex": _NoHeaders(),
     "_signature_regex": _SignatureSearch(),
     "_disclaimers_regex": _DisclaimerSearch(),
 }
 
 
 def _parser(text: str) -> EmailMessage:
-    parser = _new_parser(text)
-    for name, pattern in _PATTERNS.items():
-        setattr(parser, name, pattern)
-    return parser
+    return _new_parser(text, **_PATTERNS)
 
 
 def _library_split(text: str) -> str:
