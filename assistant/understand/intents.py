@@ -609,7 +609,7 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
             if role & ROLE_LOOKALIKE and heading and index >= heading:
                 body_lookalike[cue.intent] = min(body_lookalike.get(cue.intent, 0.0), cue.weight)
     scores = dict.fromkeys(INTENTS, 0.0)
-    evidence: dict[str, list[tuple[float, _Hit]]] = {i: [] for i in INTENTS}
+    evidence: dict[str, list[tuple[float, _Hit]]] = {}  # only intents that scored
     used: set[int | str] = set()
     for index in sorted(by_sentence):
         role = roles[index]
@@ -648,7 +648,7 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                     continue
                 for weight, hit in positives:
                     used.add(hit.cue.key)
-                    evidence[intent].append((weight * net / value, hit))
+                    evidence.setdefault(intent, []).append((weight * net / value, hit))
                 if positives[0][1].cue.is_action:
                     used.add(_ACTION_OF[intent])
                 scores[intent] += net
@@ -735,7 +735,7 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
     hits, starts = _find_hits(lexicon, ids, anchors)
     heading = _subject_sentences(starts, len(_SCAN.findall(f"{subject}\n\n"))) if subject else 0
     raw, evidence = _score(hits, starts, lexicon.own_objects, heading)
-    top = max((raw[i] for i in ACTION_INTENTS), default=0.0)
+    top = max(map(raw.__getitem__, ACTION_INTENTS))
     results: list[IntentScore] = []
     for intent in INTENTS:
         score = raw[intent]
@@ -747,7 +747,7 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
         if confidence < SIGNAL * 0.4:
             continue
         results.append(IntentScore(intent, round(confidence, 3),
-                                   _evidence_texts(evidence[intent], text, tokens)))
+                                   _evidence_texts(evidence.get(intent, []), text, tokens)))
     results.sort(key=lambda s: s.confidence, reverse=True)
     chosen = tuple(s.intent for s in results if s.confidence >= THRESHOLD)
     unclear = not chosen and any(s.confidence >= SIGNAL for s in results)

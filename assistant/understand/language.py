@@ -28,6 +28,7 @@ TOKEN_RE = re.compile(r"[^\W_]+|§")
 LANGUAGE_SCAN_CHARS = 3000
 MAX_LANGUAGE_TOKENS = 500
 CHAR_SCAN_CHARS = 1500  # letters like ø or ä settle a language quickly
+COUNT_FROM = 64  # tokens; see scores_from_tokens
 MIN_EVIDENCE = 2.0  # below this much profile weight we do not trust any language
 DEFAULT_PREFERENCE = 0.8  # the default wins if it scores at least this share of the best
 
@@ -126,9 +127,9 @@ class LanguageProfiles:
     def __post_init__(self) -> None:
         if self.words and not self.entry_of:
             numbers: dict[tuple[tuple[str, float], ...], int] = {}
-            for word, entry in self.words.items():
-                self.entry_of[word] = numbers.setdefault(entry, len(numbers))
-            object.__setattr__(self, "entries", tuple(numbers))
+            for word, entry in self.words.items():  # numbered from 1: 0 would read as "no entry"
+                self.entry_of[word] = numbers.setdefault(entry, len(numbers) + 1)
+            object.__setattr__(self, "entries", ((), *numbers))
 
 
 def _parse_words(value: object) -> list[str]:
@@ -204,20 +205,26 @@ def scores_from_tokens(words: list[str], sample: str,
     profiles = profiles or load_profiles()
     scores = dict.fromkeys(profiles.codes, 0.0)
     entries = profiles.entries
-    matched = Counter(map(profiles.entry_of.get, words[:MAX_LANGUAGE_TOKENS]))
-    matched.pop(None, None)
-    for number, count in matched.items():
-        for code, weight in entries[number]:
-            scores[code] += weight * count
+    numbers = filter(None, map(profiles.entry_of.get, words[:MAX_LANGUAGE_TOKENS]))
+    if len(words) > COUNT_FROM:  # a long text repeats its words: count them first
+        for number, count in Counter(numbers).items():
+            for code, weight in entries[number]:
+                scores[code] += weight * count
+    else:  # a short one: building a Counter costs more than adding as we go
+        for number in numbers:
+            for code, weight in entries[number]:
+                scores[code] += weight
     if profiles.char_re is not None:
-        found = Counter(profiles.char_re.findall(sample[:CHAR_SCAN_CHARS].lower()))
-        char_scores = dict.fromkeys(profiles.codes, 0.0)
-        for char, count in found.items():
-            for code, weight in profiles.chars[char]:
-                char_scores[code] += count * weight
-        for code, value in char_scores.items():
-            if value:
-                scores[code] += min(value, profiles.char_cap)
+        found = profiles.char_re.findall(sample[:CHAR_SCAN_CHARS].lower())
+        if found:
+            char_scores = dict.fromkeys(profiles.codes, 0.0)
+            chars = profiles.chars
+            for char in found:
+                for code, weight in chars[char]:
+                    char_scores[code] += weight
+            for code, value in char_scores.items():
+                if value:
+                    scores[code] += min(value, profiles.char_cap)
     return scores
 
 
