@@ -203,3 +203,18 @@ def test_real_templates_render_cleanly(rl):
     assert by_id["en/access-default+data_portability"] == ["access", "portability"]
     assert by_id["en/erasure-default+include_objection"] == ["erasure", "objection"]
     assert by_id["de/erasure-katholische-kirche+include_objection"] == ["erasure", "objection"]
+
+
+@pytest.mark.parametrize("path", sorted(DATA.parent.glob("heldout_*.jsonl")), ids=lambda p: p.stem)
+def test_every_held_out_set_follows_the_format(path):
+    """Sets B, C, D, ... use set A's format and labels (tests/data/README.md)."""
+    ids = set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        row = json.loads(line)
+        assert row["id"] not in ids, f"line {n}: duplicate id"
+        ids.add(row["id"])
+        assert set(row["intents"]) <= LABELS, f"line {n}"
+        assert row["language"] in LANGUAGES, f"line {n}"
+        assert row["to"] in ADDRESSES, f"line {n}"
+        assert isinstance(row["subject"], str) and row["body"].strip(), f"line {n}"
+    assert len(ids) >= 200
