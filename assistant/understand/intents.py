@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -526,31 +527,26 @@ def _find_hits(lexicon: Lexicon, ids: list[frozenset[int]],
     return hits, starts
 
 
-def _starts_action(hit: _Hit) -> bool:
-    """Only a verb from [action.*] opens a clause: "profilering og markedsføring" is one
-    list of nouns, "slett nummeret og ikke send flere SMS" is two requests."""
-    return hit.cue.intent.startswith(ACTION)
-
-
 def _clauses(hits: list[_Hit], start: int) -> list[tuple[int, list[_Hit]]]:
     """Split a sentence at "og" / "and" / "och" when an action follows at once ("remove me
     from the list and delete my details"): each clause keeps its own intent and its own
     look-alikes, so the "list" that makes the first clause an opt-out cannot cancel the
-    erasure in the second. Returns (first token, hits) per clause."""
+    erasure in the second. Returns (first token, hits) per clause.
+
+    Only a verb from [action.*] opens a clause: "profilering og markedsføring" is one list of
+    nouns, "slett nummeret og ikke send flere SMS" is two requests. Linear in the hits, so a
+    hostile mail of one endless sentence stays cheap."""
     conjunctions = [h for h in hits if h.cue.intent == "clause"]
     if not conjunctions:
         return [(start, hits)]
+    action_starts = {h.start for h in hits if h.cue.is_action}
     bounds = sorted({c.end for c in conjunctions
-                     if any(_starts_action(h) and c.end <= h.start < c.end + CLAUSE_REACH for h in hits)})
+                     if any(s in action_starts for s in range(c.end, c.end + CLAUSE_REACH))})
     if not bounds:
         return [(start, hits)]
-    edges = [start, *bounds]
-    groups: list[tuple[int, list[_Hit]]] = [(edge, []) for edge in edges]
+    groups: list[tuple[int, list[_Hit]]] = [(edge, []) for edge in (start, *bounds)]
     for hit in hits:
-        k = 0
-        while k + 1 < len(edges) and hit.start >= edges[k + 1]:
-            k += 1
-        groups[k][1].append(hit)
+        groups[bisect_right(bounds, hit.start)][1].append(hit)
     return [g for g in groups if g[1]]
 
 
