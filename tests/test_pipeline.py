@@ -95,3 +95,19 @@ def test_the_classifier_hands_the_learned_model_the_words_of_the_body(subject, b
     from assistant.understand.language import fold, tokens
 
     assert read(body, subject)[1] == tokens(fold(body))
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Sletting", "Slett kontoen min og alle personopplysningene, takk."),
+    ("SV: Innsyn", "Ja, send meg en kopi av dataene."),
+    ("", "İstanbul-kontoret har §18 i art. 15(3) x_y"),
+    ("Re: nyhetsbrev", ""),
+])
+def test_the_model_finds_by_lookup_exactly_the_features_it_was_trained_on(subject, body):
+    """features() names what training counts; LearnedModel._rows finds the same rows without
+    building names. If one learns a new kind of feature, this fails until the other does."""
+    rows = [{"subject": subject, "body": body, "intents": ["erasure"]},
+            {"subject": "", "body": "vanlig bestilling", "intents": []}]
+    model = learned.train(rows, min_count=1, epochs=1)
+    expected = sorted(model.vocabulary[f] for f in learned.features(subject, body))
+    assert model._rows(subject, body) == expected

@@ -155,19 +155,13 @@ class Cue:
     key: int = 0  # unique number of the cue, to remember cheaply that it was counted
     # Derived once here, because matching and scoring ask them for every hit of every message:
     is_action: bool = field(init=False, repr=False, compare=False)  # an [action.*] word
-    scoring: bool = field(init=False, repr=False, compare=False)  # can raise an intent's score
-    lookalike: bool = field(init=False, repr=False, compare=False)  # negative cue of an intent
-    single: bool = field(init=False, repr=False, compare=False)  # the anchor is the whole phrase
     role: int = field(init=False, repr=False, compare=False)  # ROLE_* bits, for sentence flags
 
     def __post_init__(self) -> None:
         is_action = self.intent.startswith(ACTION)
-        scoring = is_action or self.intent in INTENTS
-        lookalike = self.weight < 0 and self.intent in INTENTS
+        scoring = is_action or self.intent in INTENTS  # can raise an intent's score
+        lookalike = self.weight < 0 and self.intent in INTENTS  # negative cue of an intent
         object.__setattr__(self, "is_action", is_action)
-        object.__setattr__(self, "scoring", scoring)
-        object.__setattr__(self, "lookalike", lookalike)
-        object.__setattr__(self, "single", not self.before and not self.after)
         role = (ROLE_SCORING if scoring else 0) | (ROLE_LOOKALIKE if lookalike else 0)
         object.__setattr__(self, "role", role | _SECTION_ROLES.get(self.intent, 0))
 

@@ -43,9 +43,18 @@ def _subject_words(subject: str) -> list[str]:
     return words
 
 
+def _message_words(subject: str, text: str, words: list[str] | None = None) -> list[str]:
+    """The folded words the model reads: the subject's (unless a reply's), then the text's
+    (`words`, when the caller has already split the text), at most MAX_TOKENS."""
+    if words is None:
+        words = folded_tokens(text or "")
+    return (_subject_words(subject) + words)[:MAX_TOKENS]
+
+
 def features(subject: str, text: str) -> set[str]:
-    """Words, stems and neighbouring word pairs of the subject and the new text."""
-    words = (_subject_words(subject) + tokens(fold(text or "")))[:MAX_TOKENS]
+    """Words, stems and neighbouring word pairs of the subject and the new text.
+    LearnedModel._rows finds the same features by lookup; a test keeps the two in step."""
+    words = _message_words(subject, text)
     found: set[str] = set()
     for word in words:
         found.add("w:" + word)
@@ -90,9 +99,7 @@ class LearnedModel:
         """The vocabulary rows of features(subject, text), without building the feature names
         (a word pair is a tuple key; words never contain "_"). Sorted, so the sum of the weights
         and hence the probabilities are the same in every process."""
-        if words is None:
-            words = folded_tokens(text or "")
-        words = (_subject_words(subject) + words)[:MAX_TOKENS]
+        words = _message_words(subject, text, words)
         by_word, by_stem, by_pair = self._by_kind
         found = set(map(by_word.get, words))
         found.update(map(by_stem.get, [word[:STEM] for word in words if len(word) > STEM]))
