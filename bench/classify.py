@@ -52,7 +52,7 @@ def load_labelled(path: Path = LABELLED) -> list[dict]:
 def load_cleaner() -> Cleaner:
     """Quote/signature stripping if the module exists; the classifier sees what production sees."""
     try:
-        from assistant.understand.mailtext import strip_quotes_and_signature
+        from assistant.understand.reply_parser import strip_quotes_and_signature
     except ImportError:
         return lambda body: body
 

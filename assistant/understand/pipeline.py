@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from .intents import Classification, IntentScore, read
 from .learned import load_model
-from .mailtext import strip_quotes_and_signature
+from .reply_parser import strip_quotes_and_signature
 
 # What a person writes to a privacy address fits in far less; the rest is quoted mail,
 # pasted logs or attachments turned to text. Capping first keeps a 5 MB mail cheap.

@@ -219,7 +219,7 @@ class _NoHeaders:
 # pattern that costs more than everything else in stripping. A signature can only begin on a line
 # that opens (after quote marks) with a closing, a thank-you, a "sent from" line or a rule, so
 # a cheap search for such a line start (same case folding) says where the real search may
-# begin. The answers are the same as searching from the top (tests/test_mailtext.py checks it).
+# begin. The answers are the same as searching from the top (tests/test_mail_parse.py checks it).
 _SIGNATURE_LINE = re.compile(
     r"^[> ]*(?:" + "|".join(map(re.escape, _CLOSING_WORDS + _THANKS_WORDS + _SENT_FROM_WORDS))
     + r"|[-_]{2})",

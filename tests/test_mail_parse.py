@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer
 
-from assistant.understand.mailtext import (
+from assistant.mail.parse import (
     ParsedMail,
     html_to_text,
     parse_mail,
