@@ -262,17 +262,27 @@ def _classify_one(conf: Settings, body: str, subject: str, to: str | None) -> An
 @click.option("--to", "to", default=None, help="Address the message was sent to (picks the default language).")
 @click.option("--jsonl", is_flag=True,
               help='Read {"id","subject","body","to"} lines on stdin; write {"id","intents","language"} lines.')
+@click.option("--eml", "eml", metavar="FILE|-", default=None,
+              help="Classify a raw message (.eml; '-' reads stdin) as the intake worker reads it.")
 @click.option("--explain", is_flag=True, help="Show the evidence and confidence behind the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result for TEXT as JSON.")
 @config_option
-def classify(text: str | None, subject: str, to: str | None, jsonl: bool, explain: bool,
-             as_json: bool) -> None:
+def classify(text: str | None, subject: str, to: str | None, jsonl: bool, eml: str | None,
+             explain: bool, as_json: bool) -> None:
     """Work out what a message asks for: its intents and its language.
 
     TEXT is the message body (or '-' / nothing to read it from stdin). Quoted earlier mail and
-    signatures are ignored, as in the inbox.
+    signatures are ignored, as in the inbox. With --eml, a whole raw message is parsed first
+    (headers, MIME, HTML, quotes) and its subject and new text are classified; the language
+    defaults to that of the organisation it was addressed to.
     """
     conf = settings()
+    if eml is not None:
+        if text is not None or jsonl or subject or to:
+            raise UsageProblem("--eml takes the subject, body and recipients from the message; "
+                               "give no TEXT, --jsonl, --subject or --to with it")
+        _classify_eml(conf, eml, explain, as_json)
+        return
     if jsonl:
         if text is not None:
             raise UsageProblem("give either TEXT or --jsonl, not both")
@@ -296,6 +306,65 @@ def classify(text: str | None, subject: str, to: str | None, jsonl: bool, explai
     labels = ", ".join(result.intents) if result.intents else ("unclear" if result.unclear else "none")
     click.echo(f"intents: {labels}")
     click.echo(f"language: {result.language}")
+    if explain:
+        click.echo(result.explain())
+
+
+def _read_eml(source: str, limit: int) -> bytes:
+    """The raw message from FILE or stdin ('-'); at most ``limit`` bytes, else a usage error.
+
+    Reads ``limit + 1`` bytes at most, so an endless source (/dev/zero) is refused, not read.
+    """
+    name = "stdin" if source == "-" else source
+    try:
+        if source == "-":
+            if sys.stdin is None:
+                raise UsageProblem("--eml -: no standard input")
+            stream = getattr(sys.stdin, "buffer", None)
+            data = stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1)
+            data = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read(limit + 1)
+    except IsADirectoryError:
+        raise UsageProblem(f"--eml {name}: is a folder, not a message file") from None
+    except FileNotFoundError:
+        raise UsageProblem(f"--eml {name}: no such file") from None
+    except OSError as exc:
+        raise UsageProblem(f"--eml {name}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > limit:
+        raise UsageProblem(f"--eml {name}: larger than smtp.max_message_bytes ({limit} bytes)")
+    return data
+
+
+def _classify_eml(conf: Settings, source: str, explain: bool, as_json: bool) -> None:
+    """Parse a raw message as intake does, then classify its subject and new text."""
+    from .mail.parse import parse_mail
+    from .understand.pipeline import understand_text
+
+    mail = parse_mail(_read_eml(source, conf.smtp.max_message_bytes))
+    org = next((o for o in map(conf.organization_for_address, mail.to + mail.cc) if o), None)
+    result = understand_text(mail.text, subject=mail.subject,
+                             default_language=org.language if org else "nb")
+    if as_json:
+        data: dict[str, Any] = {
+            "intents": list(result.intents), "language": result.language,
+            "unclear": result.unclear, "subject": mail.subject,
+            "from": mail.from_addr, "from_name": mail.from_name,
+            "org": org.id if org else None, "auto": mail.auto, "problems": list(mail.problems),
+        }
+        if explain:
+            data["scores"] = [
+                {"intent": s.intent, "confidence": round(s.confidence, 3), "evidence": list(s.evidence)}
+                for s in result.scores
+            ]
+        emit_json(data)
+        return
+    labels = ", ".join(result.intents) if result.intents else ("unclear" if result.unclear else "none")
+    click.echo(f"intents: {labels}")
+    click.echo(f"language: {result.language}")
+    if mail.auto:
+        click.echo(f"auto: {mail.auto} (the intake never answers it)")
     if explain:
         click.echo(result.explain())
 
