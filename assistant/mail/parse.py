@@ -63,6 +63,9 @@ MAX_PART_BYTES = 4 * MAX_FULL_TEXT_CHARS
 MAX_HTML_CHARS = 500_000
 #: HTML looked at before the ``data:`` images are dropped (so the regex that drops them is bounded).
 MAX_HTML_SCAN_CHARS = 4 * MAX_HTML_CHARS
+#: Nodes (elements and text) of the HTML tree walked for text: the walk is Python, about
+#: 4 µs a node; a 500 KB Outlook mail has some 20,000.
+MAX_HTML_NODES = 60_000
 #: Open elements the HTML may nest. An HTML5 tree builder checks element scope by walking the
 #: stack of open elements, so 100,000 nested ``<div>``s cost it 100,000² steps (30 s); real
 #: mail nests a few dozen deep, a long forwarded thread a few hundred.
@@ -182,6 +185,7 @@ def _clean_ws(value: str) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _unsurrogate(text: str) -> str:
@@ -312,12 +316,16 @@ def _parse_date(value: str | None) -> datetime | None:
 def _read_headers(msg: Message, mail: ParsedMail) -> None:
     mail.message_id = (_msg_ids(_header_text(msg, "Message-ID", mail)) or [""])[0]
     subject = _header_text(msg, "Subject", mail)
+    if _BIDI.search(subject):
+        mail.note("bidi-controls")  # a reviewer should know the sender tried to hide something
     # Invisible characters go before masking: a zero-width space inside a personal number
     # must not let it slip past the mask.
     mail.subject = mask_personal_numbers(safe_text(subject, multiline=False, markup=False))
     senders = _address_pairs(msg, "From", mail)
     if senders:
         mail.from_name, mail.from_addr = senders[0]
+        if _BIDI.search(mail.from_name + mail.from_addr):
+            mail.note("bidi-controls")
     else:
         mail.note("missing-from")
     mail.to = [a for _, a in _address_pairs(msg, "To", mail)]
@@ -623,13 +631,18 @@ _OUTLOOK_HEADER_STYLE = re.compile(r"border-top:\s*solid\s*#(?:B5C4DF|E1E1E1)", 
 _DATA_URI = re.compile(r"\bsrc\s*=\s*[\"']?data:[^\"'\s>]*", re.IGNORECASE)
 # A start or end tag as the depth bound sees it. Bounded ({0,2000}, no "<" inside) so an
 # unclosed "<div" costs one step, never a scan to the end of the input.
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]{0,40})[^<>]{0,2000}>?")
 # Elements that never nest in practice: void elements, and those the HTML5 parser closes by
-# itself when the next one starts (a page of unclosed <p>s or <td>s is flat, not deep).
+# itself when the next one starts (a page of unclosed <p>s or <td>s is flat, not deep). The
+# regex skips them itself, so a flat page costs no Python call per tag.
 _NON_NESTING = frozenset(
     ("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
      "source", "track", "wbr", "keygen", "p", "li", "dt", "dd", "option", "optgroup", "tr", "td",
      "th", "tbody", "thead", "tfoot", "colgroup", "rb", "rt", "rp", "rtc", "image")
+)
+_TAG = re.compile(
+    r"<(/?)(?!(?:" + "|".join(sorted(_NON_NESTING)) + r")(?![A-Za-z0-9:-]))"
+    r"([A-Za-z][A-Za-z0-9:-]{0,40})[^<>]{0,2000}>?",
+    re.IGNORECASE,
 )
 _WS = re.compile(r"\s+")
 
@@ -739,19 +752,25 @@ def _element(node: LexborNode) -> tuple[str, dict]:
         return node.tag or "", {}
 
 
-def _render(root: LexborNode) -> tuple[str, str]:
-    """(full text, text with quoted mail cut) of the tree, as a reader sees it, in one walk.
+def _render(root: LexborNode) -> tuple[str, str, bool]:
+    """(full text, text with quoted mail cut, cut short) of the tree, as a reader sees it.
 
-    The tree is only read, never changed or rendered. Iterative, not recursive: mail with
-    thousands of nested <div>s or <blockquote>s exists. A stack entry is a node to visit, or a
-    string to emit once its subtree is done, with (inside <pre>, inside a quote).
+    One walk gives both texts. The tree is only read, never changed or rendered. Iterative,
+    not recursive: mail with thousands of nested <div>s or <blockquote>s exists. A stack entry
+    is a node to visit, or a string to emit once its subtree is done, with (inside <pre>,
+    inside a quote). At most MAX_HTML_NODES nodes are visited; the third value says so.
     """
     full: list[str] = []
     cut: list[str] = []
     cut_done = False
+    visited = 0
     stack: list[tuple[object, bool, bool]] = [(root, False, False)]
     while stack:
         node, in_pre, quoted = stack.pop()
+        if not isinstance(node, str):
+            visited += 1
+            if visited > MAX_HTML_NODES:
+                return _layout(full), _layout(cut), True
         if isinstance(node, str):
             full.append(node)
             if not quoted and not cut_done:
@@ -785,14 +804,20 @@ def _render(root: LexborNode) -> tuple[str, str]:
         child_pre = in_pre or tag == "pre"
         children = list(node.iter(include_text=True))
         stack.extend((child, child_pre, quoted) for child in reversed(children))
-    return _layout(full), _layout(cut)
+    return _layout(full), _layout(cut), False
+
+
+_HSPACE = re.compile(r"[ \t\u00a0]+")
+_LINE_EDGE = re.compile(r"[^\S\n]*\n[^\S\n]*")
+_BLANK_RUN = re.compile(r"\n{3,}")
 
 
 def _layout(out: list[str]) -> str:
-    """Block markers to line breaks, spaces tidied, at most one empty line in a row."""
+    """Block markers to line breaks, spaces tidied, lines stripped, at most one empty line in
+    a row. Whole-text substitutions, not one per line: a flat page can have 100,000 lines."""
     text = _BOUNDARIES.sub(lambda m: "\n\n" if _PARAGRAPH in m.group() else "\n", "".join(out))
-    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = _LINE_EDGE.sub("\n", _HSPACE.sub(" ", text))
+    return _BLANK_RUN.sub("\n\n", text).strip()
 
 
 def _html_texts(html: str, mail: ParsedMail | None = None) -> tuple[str, str]:
@@ -806,7 +831,10 @@ def _html_texts(html: str, mail: ParsedMail | None = None) -> tuple[str, str]:
         return "", ""
     if root is None:
         return "", ""
-    return _render(root)
+    full, cut, short = _render(root)
+    if short and mail is not None:
+        mail.note("html-truncated")
+    return full, cut
 
 
 def html_to_text(html: str, cut_quotes: bool = False) -> str:
@@ -987,16 +1015,8 @@ def _body(msg: Message, mail: ParsedMail) -> None:
     mail.text = new or strip_quotes_and_signature(full[:MAX_SCORING_CHARS])
 
 
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
-
-
 def _make_safe(mail: ParsedMail) -> None:
     """Every text field through assistant.mail.safe, capped; the last step of parse_mail."""
-    header_text = " ".join([mail.subject, mail.from_name, mail.from_addr, *mail.to, *mail.cc,
-                            *mail.reply_to, *(a.filename or "" for a in mail.attachments)])
-    if _BIDI.search(header_text):
-        mail.note("bidi-controls")
-
     def addresses(values: Iterable[str]) -> list[str]:
         return [a for a in (safe_line(v, MAX_ADDRESS_CHARS) for v in values) if a]
 
