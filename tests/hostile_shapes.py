@@ -57,6 +57,15 @@ def many_parts(count: int) -> bytes:
     return message(body, content_type='multipart/mixed; boundary="p"')
 
 
+def attachment(size: int) -> bytes:
+    """The request and a base64 attachment of ``size`` bytes (a scan, the usual big mail)."""
+    data = base64.encodebytes(bytes(range(256)) * (size // 256)).decode()
+    body = (f"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{REQUEST}\r\n"
+            f"--a\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+            f"Content-Disposition: attachment; filename=\"scan.pdf\"\r\n\r\n{data}--a--\r\n")
+    return message(body, content_type='multipart/mixed; boundary="a"')
+
+
 def _ew_subject(words: int) -> str:
     word = "=?utf-8?b?" + base64.b64encode("æø".encode()).decode() + "?="
     return " ".join([word] * words)
@@ -94,6 +103,8 @@ SHAPES: dict[str, Callable[[], bytes]] = {
     "body-5mb-one-line": lambda: message(REQUEST + " " + "fyll" * 1_250_000),
     "body-5m-blank-lines": lambda: message(REQUEST + "\n" * 5_000_000),
     "body-short-lines-10mb": lambda: message(REQUEST + "\nx" * 5_000_000),
+    "attachment-18mb": lambda: attachment(18_000_000),
+    "digits-11-80k": lambda: message(REQUEST + " " + " ".join(["24068812345"] * 80_000)),
     "base64-garbage": lambda: message(
         base64.b64encode(REQUEST.encode()) + b"!!*&%$\xff\xfe====" * 1000 + b"QUJD\r\n" * 100,
         cte="base64"),
