@@ -42,7 +42,7 @@ def nested_multipart(levels: int) -> bytes:
 
 def nested_rfc822(levels: int) -> bytes:
     """A message/rfc822 forwarded inside another, ``levels`` deep, then the request as text."""
-    inner = f"From: x@example.no\r\nSubject: inner\r\n\r\nINNER-TEXT\r\n"
+    inner = "From: x@example.no\r\nSubject: inner\r\n\r\nINNER-TEXT\r\n"
     for _ in range(levels):
         inner = ("From: x@example.no\r\nSubject: inner\r\nContent-Type: message/rfc822\r\n\r\n"
                  + inner)
