@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from . import cases as case_engine
@@ -97,6 +98,11 @@ def store_session() -> Iterator[tuple[Settings, Session]]:
         raise Refused(str(exc)) from None
     except ConfigError as exc:
         raise UsageProblem(str(exc)) from None
+    except DBAPIError as exc:
+        # The database's own first line only: the statement and its parameters (addresses,
+        # names) never reach the terminal.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise UsageProblem(f"the database refused the change: {reason}") from None
 
 
 def parse_moment(value: str | None, option: str) -> datetime | None:
@@ -110,6 +116,27 @@ def parse_moment(value: str | None, option: str) -> datetime | None:
     if isinstance(parsed, datetime):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=OSLO)
     return datetime(parsed.year, parsed.month, parsed.day, 12, tzinfo=OSLO)
+
+
+# An edited reply is a letter, not a log: anything larger is the wrong file (or /dev/zero).
+MAX_TEXT_FILE_BYTES = 1_048_576
+
+
+def read_text_file(path: Path, option: str) -> str:
+    """A UTF-8 text file from the command line, refused in one line if it is anything else."""
+    try:
+        if not path.is_file():
+            raise UsageProblem(f"{option}: {path} is not a regular file")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TEXT_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageProblem(f"{option}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_TEXT_FILE_BYTES:
+        raise UsageProblem(f"{option}: {path} is larger than {MAX_TEXT_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageProblem(f"{option}: {path} is not UTF-8 text") from None
 
 
 def emit_json(data: Any) -> None:
@@ -316,9 +343,10 @@ def _classify_jsonl(conf: Settings, explain: bool) -> None:
                 to = to[0] if to else None
             if not isinstance(body, str) or not isinstance(subject, str):
                 raise ValueError("subject and body must be strings")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             failures += 1
-            click.echo(json.dumps({"id": None, "line": number, "error": str(exc)}))
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            click.echo(json.dumps({"id": None, "line": number, "error": reason}))
             continue
         result = _classify_one(conf, body, subject, to if isinstance(to, str) else None)
         out: dict[str, Any] = {"id": item.get("id"), "intents": list(result.intents),
@@ -400,8 +428,19 @@ def _print_case(data: dict[str, Any]) -> None:
         click.echo(f"    {e['at']}  {e['kind']:<24} {e['actor']}")
 
 
+def _short(limit: int) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback refusing values longer than the column that keeps them."""
+    def check(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise click.BadParameter(f"longer than {limit} characters", param=param)
+        if isinstance(value, str) and not value.strip() and param.required:
+            raise click.BadParameter("must not be empty", param=param)
+        return value
+    return check
+
+
 def _by_option(func: F) -> F:
-    return click.option("--by", "by", required=True, metavar="WHO",
+    return click.option("--by", "by", required=True, metavar="WHO", callback=_short(200),
                         help="Who is acting (recorded in the audit trail).")(func)
 
 
@@ -485,8 +524,12 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
               channel: str, text: str | None, intents: tuple[str, ...], by: str,
               as_json: bool) -> None:
     """Log a request received by phone, chat, letter or in person."""
-    if "@" not in requester:
-        raise UsageProblem(f"--requester: {requester!r} is not an email address")
+    check_address(requester, "--requester")
+    if requester_name is not None and len(requester_name) > MAX_NAME_CHARS:
+        raise UsageProblem(f"--name: longer than {MAX_NAME_CHARS} characters")
+    if text is not None and len(text) > MAX_REQUEST_CHARS:
+        raise UsageProblem(f"--text: longer than {MAX_REQUEST_CHARS} characters; keep the request, "
+                           "not the whole conversation")
     received = parse_moment(received_text, "--received") or datetime.now(timezone.utc)
     with store_session() as (conf, session):
         case = workflow.open_request(
@@ -501,12 +544,29 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
         click.echo(f"{summary['ref']} opened ({summary['state']}), due {summary['due'] or 'at verification'}")
 
 
+MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a forward path
+MAX_NAME_CHARS = 200
+MAX_REQUEST_CHARS = 20_000
+
+
+def check_address(value: str, option: str) -> None:
+    """One line for an address the store or a mail server could not take; never echo the
+    value itself, it is personal data."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "." not in domain or any(ch.isspace() for ch in value.strip()):
+        raise UsageProblem(f"{option}: not an email address")
+    if len(value.strip()) > MAX_ADDRESS_CHARS:
+        raise UsageProblem(f"{option}: longer than {MAX_ADDRESS_CHARS} characters")
+
+
 @cases.command("erasure")
 @click.argument("ref")
-@click.option("--system", required=True, help="The system from the erasure checklist.")
+@click.option("--system", required=True, callback=_short(200),
+              help="The system from the erasure checklist.")
 @click.option("--done", "outcome", flag_value="done", help="The person's data was deleted there.")
 @click.option("--kept", "outcome", flag_value="kept", help="Data is kept because a law requires it.")
-@click.option("--law", default=None, help="With --kept: the law, e.g. bokføringsloven.")
+@click.option("--law", default=None, callback=_short(200),
+              help="With --kept: the law, e.g. bokføringsloven.")
 @click.option("--note", default=None, help="Optional note.")
 @_by_option
 @config_option
@@ -568,12 +628,7 @@ def drafts_list(as_json: bool, show_all: bool) -> None:
 @config_option
 def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
     """Approve the pending draft of a case (needs a verified requester)."""
-    edited = None
-    if edit_file is not None:
-        try:
-            edited = edit_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--edit-file: cannot read {edit_file}: {exc}") from None
+    edited = read_text_file(edit_file, "--edit-file") if edit_file is not None else None
     with store_session() as (_conf, session):
         draft = case_engine.approve_draft(session, ref, by, edited_body=edited)
         click.echo(f"{ref.upper()}: draft {draft.id} approved by {by}")

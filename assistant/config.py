@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -125,6 +125,18 @@ class CaseSettings(_Section):
     holiday_country: str = "NO"
     holiday_subdiv: str | None = None
     extra_closed_dates: list[date] = []
+
+
+    @model_validator(mode="after")
+    def _calendar_exists(self) -> CaseSettings:
+        """An unknown holiday country would fail at the first deadline; fail at start instead."""
+        from .deadlines import Calendar
+
+        try:
+            Calendar(self.holiday_country, self.holiday_subdiv, self.extra_closed_dates)
+        except ValueError as exc:
+            raise ValueError(f"holiday_country/holiday_subdiv: {exc}") from None
+        return self
 
 
 class Organization(_Section):

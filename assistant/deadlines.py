@@ -314,6 +314,11 @@ def case_deadlines(
 _PARSE_EXAMPLES = "2026-02-01, 2026-02-01T10:00, 2026-01-31T23:30:00Z or 2026-02-01T00:30+01:00"
 
 
+# Receipt years a request can have: the deadlines (three months on, in Oslo time) and the
+# holiday tables must exist for them; year 1 or 9999 would overflow the calendar.
+MIN_YEAR, MAX_YEAR = 1900, 9000
+
+
 def parse_received(text: str) -> datetime | date:
     """Parse the CLI's --received: a date (an Oslo day), a naive (Oslo) or an offset date-time."""
     if not isinstance(text, str):
@@ -322,12 +327,14 @@ def parse_received(text: str) -> datetime | date:
     if not cleaned:
         raise ValueError(f"empty receipt time; expected ISO 8601 such as {_PARSE_EXAMPLES}")
     try:
-        return date.fromisoformat(cleaned)
+        parsed: datetime | date = date.fromisoformat(cleaned)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not an ISO 8601 date or date-time; expected e.g. {_PARSE_EXAMPLES}"
-        ) from None
+        try:
+            parsed = datetime.fromisoformat(cleaned)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an ISO 8601 date or date-time; expected e.g. {_PARSE_EXAMPLES}"
+            ) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise ValueError(f"the year {parsed.year} is outside {MIN_YEAR}-{MAX_YEAR}")
+    return parsed

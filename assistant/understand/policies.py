@@ -420,6 +420,12 @@ def _index(policy: Policy) -> _Index:
     return _Index(sections, tuple(tfs), tuple(lengths), avg or 1.0, idf, surface)
 
 
+# A question is a few sentences; the longest Norwegian compounds are about 40 letters. Beyond
+# these, text is pasted data, and compound splitting and typo matching grow with its square.
+MAX_QUERY_CHARS = 5_000
+MAX_WORD_CHARS = 48
+
+
 def _query_terms(index: _Index, query: str) -> dict[str, float]:
     """Map a free-text query to weighted index terms (exact, compound parts, then typo matches)."""
     vocab = set(index.idf)
@@ -429,7 +435,9 @@ def _query_terms(index: _Index, query: str) -> dict[str, float]:
     def add(term: str, weight: float) -> None:
         terms[term] = max(terms.get(term, 0.0), weight)
 
-    for word in words(query):
+    for word in words(query[:MAX_QUERY_CHARS]):
+        if len(word) > MAX_WORD_CHARS:  # no word is this long; a pasted blob would cost O(n²)
+            continue
         word = SYNONYMS.get(word, word)
         term = stem(word)
         weight = WEAK_WEIGHT if word in WEAK_WORDS else 1.0
