@@ -12,8 +12,8 @@ import json
 import os
 import stat
 import tomllib
-from difflib import get_close_matches
 from datetime import date
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 

@@ -195,8 +195,8 @@ def test_a_too_long_actor_is_refused(tmp_path):
 
 
 def test_a_one_word_question_of_80_kb_finds_nothing_instead_of_searching_for_minutes():
-    from assistant.understand.policies import load_policy, search
     from assistant.config import load_settings
+    from assistant.understand.policies import load_policy, search
 
     settings_ = load_settings(None)
     policy = load_policy(settings_.policy_path(settings_.organization("branninfo")))
