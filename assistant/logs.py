@@ -7,7 +7,8 @@ unmanaged copy of that data. Two rules keep them clean:
    references, states, ids, kinds, organisation ids, channels and counts. Never log a requester's
    address or name, a subject line, or a message body or draft text, not even at DEBUG. Put the
    structured facts in ``extra`` (``log.info("case opened", extra={"ref": ref, "org": org})``);
-   the text format prints them as ``key=value``, the JSON format as fields.
+   the text format prints them as ``key=value``, the JSON format as fields. (``logging`` refuses
+   the keys a record already has, such as ``message``, ``name`` or ``args``: say ``message_id``.)
 2. **The formatter redacts what slips through anyway.** A refusal echoes what staff typed, an
    exception quotes a value, a library puts an address in its error. In the message, its
    arguments, ``extra`` fields, exception text, tracebacks and stack traces, every email address
@@ -47,7 +48,8 @@ MAX_VALUE_CHARS = 300
 MAX_MESSAGE_CHARS = 1000
 
 # The parts of an address as people write them, Unicode letters included (ø@æ.no is valid).
-_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# A quote may sit inside the local part (o'brien@…) but is not taken from before it ('ola@…').
+_EMAIL = re.compile(r"[\w.!#$%&*+/=?^`{|}~-][\w.!#$%&'*+/=?^`{|}~-]*@[\w-]+(?:\.[\w-]+)+")
 # Norwegian numbers: 8 digits, first 2-9, written whole or grouped 3-2-3 / 2-2-2-2 / 4-4, with an
 # optional +47, 0047 or (+47) in front. A dash is not accepted in the 4-4 form, so a case
 # reference such as DSR-2026-0042 is never taken for a phone number.

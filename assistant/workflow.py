@@ -91,7 +91,7 @@ def open_request(
         message = record_request_text(session, case, channel=channel, received_at=received_at,
                                       subject=subject, body=body, requester=requester)
         session.flush()
-        log.debug("request text kept", extra={"ref": case.ref, "message": message.id,
+        log.debug("request text kept", extra={"ref": case.ref, "message_id": message.id,
                                               "chars": len(body) + len(subject)})
     if case.state == "verified":
         draft_for_case(session, settings, case, actor=actor)
