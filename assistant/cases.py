@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
+from .logs import get_logger
 from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
 from .understand.pii import mask_personal_numbers
 
@@ -49,6 +50,10 @@ FINISHED_STATES = frozenset({"answered", "closed", "rejected"})
 VERIFICATION_METHODS = ("email_code", "known_channel", "id_document_seen")
 # Intents whose answer discloses nothing about the person: acting on them needs no ID check.
 NO_DISCLOSURE_INTENTS = frozenset({"opt_out"})
+
+# Logged: references, states, event kinds, ids, organisation ids, systems. Never the requester's
+# address or name, nor any reason, note or text staff typed (they may quote the person).
+log = get_logger("cases")
 
 
 class CaseError(Exception):
@@ -146,6 +151,8 @@ def _move(session: Session, case: Case, to_state: str, actor: str, kind: str, **
     case.updated_at = utcnow()
     session.add(case)
     record_event(session, case, actor, kind, **{"from": previous, "to": to_state}, **detail)
+    log.info("case moved", extra={"ref": case.ref, "event": kind, "from_state": previous,
+                                  "to_state": to_state})
 
 
 # -- opening ------------------------------------------------------------------------------------
@@ -221,6 +228,9 @@ def open_case(
         session, case, actor, "opened", channel=channel, org=org.id, intents=labels,
         language=case.language, due=case.due,
     )
+    log.info("case opened", extra={"ref": case.ref, "org": org.id, "channel": channel,
+                                   "intents": labels, "unclear": unclear, "language": case.language,
+                                   "due": case.due})
     if needs_verification(labels, settings):
         _move(session, case, "awaiting_verification", actor, "verification_requested")
     else:
@@ -238,6 +248,7 @@ def create_erasure_tasks(session: Session, case: Case, systems: Iterable[str], a
     for system in systems:
         session.add(ErasureTask(case_id=case.id, system=system))
     record_event(session, case, actor, "erasure_checklist", systems=list(systems))
+    log.info("erasure checklist created", extra={"ref": case.ref, "systems": list(systems)})
 
 
 # -- lookups ------------------------------------------------------------------------------------
@@ -323,6 +334,7 @@ def extend(
     session.add(case)
     record_event(session, case, by, "extended", reason=case.extension_reason,
                  previous_due=previous_due, due=case.due)
+    log.info("case extended", extra={"ref": case.ref, "previous_due": previous_due, "due": case.due})
     return case
 
 
@@ -368,6 +380,8 @@ def add_draft(session: Session, case: Case, *, kind: str, language: str, subject
                   quoted_sections=json.dumps(list(quoted_sections)))
     session.add(draft)
     session.flush()
+    log.info("draft added", extra={"ref": case.ref, "draft": draft.id, "kind": kind,
+                                   "language": language})
     if not notice and case.state in ("verified", "drafted", "approved", "answered"):
         _move(session, case, "drafted", actor, "drafted", draft=draft.id, draft_kind=kind)
     else:
@@ -410,6 +424,8 @@ def approve_draft(session: Session, ref: str, by: str, edited_body: str | None =
     draft.decided_by = by
     session.add(draft)
     _move(session, case, "approved", by, "approved", draft=draft.id, edited=edited_body is not None)
+    log.info("draft approved", extra={"ref": case.ref, "draft": draft.id, "kind": draft.kind,
+                                      "edited": edited_body is not None})
     return draft
 
 
@@ -428,6 +444,7 @@ def reject_draft(session: Session, ref: str, reason: str, by: str,
     draft.decided_by = by
     session.add(draft)
     _move(session, case, "rejected", by, "rejected", draft=draft.id, reason=draft.reason)
+    log.info("draft rejected", extra={"ref": case.ref, "draft": draft.id, "kind": draft.kind})
     return draft
 
 
@@ -442,7 +459,15 @@ def _decide_notice(session: Session, case: Case, draft: Draft, outcome: str, by:
     draft.decided_at, draft.decided_by = _now(now), by
     session.add(draft)
     record_event(session, case, by, f"notice_{outcome}", draft=draft.id, draft_kind=draft.kind)
+    log.info(f"notice {outcome}", extra={"ref": case.ref, "draft": draft.id, "kind": draft.kind})
     return draft
+
+
+def _log_checklist_settled(session: Session, case: Case) -> None:
+    """Say once every system is settled: that is when the erasure reply may be approved."""
+    tasks = erasure_tasks(session, case)
+    if tasks and all(t.state != "pending" for t in tasks):
+        log.info("erasure checklist settled", extra={"ref": case.ref, "systems": len(tasks)})
 
 
 def erasure_tasks(session: Session, case: Case) -> list[ErasureTask]:
@@ -465,6 +490,9 @@ def settle_erasure(session: Session, ref: str, system: str, outcome: str, by: st
             task.settled_by, task.settled_at = by, utcnow()
             session.add(task)
             record_event(session, case, by, f"erasure_{outcome}", system=task.system, law=law)
+            log.info("erasure settled", extra={"ref": case.ref, "system": task.system,
+                                               "outcome": outcome})
+            _log_checklist_settled(session, case)
             return task
     raise CaseError(f"case {case.ref} has no erasure task for system {system!r}")
 

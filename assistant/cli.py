@@ -23,12 +23,16 @@ from . import cases as case_engine
 from . import workflow
 from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
+from .logs import get_logger, setup_logging
 from .store.db import StoreError, open_store, session_scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+
+# Never log argv: it holds requester addresses, names and what they said.
+log = get_logger("cli")
 
 
 class Refused(click.ClickException):
@@ -37,6 +41,7 @@ class Refused(click.ClickException):
     exit_code = EXIT_REFUSED
 
     def show(self, file: Any = None) -> None:
+        log.info("command refused: %s", self.format_message())
         click.echo(f"dsr: refused: {self.format_message()}", err=True)
 
 
@@ -46,6 +51,7 @@ class UsageProblem(click.ClickException):
     exit_code = EXIT_USAGE
 
     def show(self, file: Any = None) -> None:
+        log.info("command failed: %s", self.format_message())
         click.echo(f"dsr: error: {self.format_message()}", err=True)
 
 
@@ -81,6 +87,8 @@ def settings() -> Settings:
         except ConfigError as exc:
             raise UsageProblem(str(exc)) from None
         ctx.meta["dsr.settings"] = cached
+        setup_logging(cached)
+        log.debug("command started", extra={"command": ctx.command_path})
     return cached
 
 

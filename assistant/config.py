@@ -139,6 +139,23 @@ class CaseSettings(_Section):
         return self
 
 
+class LogSettings(_Section):
+    """Where diagnostics go: stderr, at this level, as text or one JSON object per line.
+
+    WARNING by default, not INFO: the one-shot commands promise exactly one line on stderr for a
+    refusal or a usage error, and print their own result; a service (`dsr serve`) sets INFO.
+    Addresses, phone numbers and personal numbers are redacted whatever is chosen here.
+    """
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class Organization(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
@@ -172,6 +189,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     cases: CaseSettings = CaseSettings()
+    log: LogSettings = LogSettings()
     organizations: list[Organization] = Field(min_length=1)
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
