@@ -19,7 +19,7 @@ import click
 from sqlmodel import Session
 
 from . import cases as case_engine
-from . import workflow
+from . import resources, workflow
 from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
 from .store.db import StoreError, open_store, session_scope
@@ -79,6 +79,7 @@ def settings() -> Settings:
             cached = load_settings(ctx.meta.get("dsr.config"))
         except ConfigError as exc:
             raise UsageProblem(str(exc)) from None
+        resources.configure(cached)  # the operator's [data] folders, for every loader's default
         ctx.meta["dsr.settings"] = cached
     return cached
 

@@ -17,9 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = PACKAGE_DIR.parent
-DEFAULTS_FILE = PACKAGE_DIR / "default_config.toml"
+from . import resources
+
+DEFAULTS_FILE = resources.default_config()
 
 
 class ConfigError(Exception):
@@ -96,6 +96,14 @@ class CaseSettings(_Section):
     extra_closed_dates: list[date] = []
 
 
+class DataSettings(_Section):
+    """The operator's own data folders; each overrides the shipped one file by file."""
+
+    intents_dir: str | None = None
+    templates_dir: str | None = None
+    policies_dir: str | None = None
+
+
 class Organization(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
@@ -129,6 +137,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     cases: CaseSettings = CaseSettings()
+    data: DataSettings = DataSettings()
     organizations: list[Organization] = Field(min_length=1)
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -171,17 +180,20 @@ class Settings(BaseSettings):
                 return org
         return None
 
+    def resolve_path(self, value: str | None) -> Path | None:
+        """A path from the config file: a relative one is read next to that file."""
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.config_dir / path
+
     def policy_path(self, org: Organization) -> Path | None:
-        """Resolve a policy path: as given, next to the config file, in cwd, then built in."""
+        """The organisation's policy file: as given, next to the config file, in cwd, in the
+        operator's policies folder, then shipped; None when it has none or it is nowhere."""
         if not org.policy:
             return None
-        path = Path(org.policy)
-        if path.is_absolute():
-            return path
-        for base in (self.config_dir, Path.cwd(), PROJECT_ROOT):
-            if (base / path).exists():
-                return base / path
-        return PROJECT_ROOT / path
+        return resources.find_policy(org.policy, self.config_dir,
+                                      self.resolve_path(self.data.policies_dir))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

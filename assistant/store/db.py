@@ -13,7 +13,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+from assistant import resources
+
+# Package data (no __init__.py): resources knows where the install put it.
+MIGRATIONS = resources.migrations()
 # Any constant works; it only has to be the same for every dsr process on the database.
 _MIGRATION_LOCK_KEY = 0x6473720001
 
