@@ -48,6 +48,14 @@ class UsageProblem(click.ClickException):
         click.echo(f"dsr: error: {self.format_message()}", err=True)
 
 
+class DataProblem(UsageProblem):
+    """A data file (policy, lexicon, template, model) that `dsr check` rejects: exit 2 with the
+    bare `path:line: what is wrong`, the form editors jump to."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
 # -- shared plumbing ----------------------------------------------------------------------------
 
 
@@ -82,6 +90,19 @@ def settings() -> Settings:
         resources.configure(cached)  # the operator's [data] folders, for every loader's default
         ctx.meta["dsr.settings"] = cached
     return cached
+
+
+def checked_settings() -> Settings:
+    """The settings, after `dsr check` passed on them (once per process): every command that
+    classifies or drafts calls this first, so a broken data file stops it with one line."""
+    from . import checks
+
+    conf = settings()
+    try:
+        checks.check_once(conf)
+    except checks.CheckError as exc:
+        raise DataProblem(str(exc)) from None
+    return conf
 
 
 @contextmanager
@@ -167,6 +188,7 @@ def serve() -> None:
     Today this validates the configuration and brings the database schema up to date; the
     SMTP/IMAP listeners, the Slack bot, the worker and the scheduler come in later releases.
     """
+    checked_settings()
     with store_session() as (conf, _session):
         orgs = ", ".join(o.id for o in conf.organizations)
         click.echo(f"dsr: configuration valid; database ready; organisations: {orgs}", err=True)
@@ -177,6 +199,7 @@ def serve() -> None:
 @config_option
 def demo() -> None:
     """Send sample inquiries through the whole pipeline on a temporary database."""
+    checked_settings()
     not_built("dsr demo (it needs the SMTP channel)", "the email channel issue")
 
 
@@ -185,6 +208,7 @@ def demo() -> None:
 @config_option
 def import_(paths: tuple[Path, ...]) -> None:
     """Backfill mbox files, Maildirs or .eml files through the normal intake."""
+    checked_settings()
     not_built("dsr import", "the email channel issue")
 
 
@@ -205,6 +229,27 @@ def digest(now_text: str | None, to_stdout: bool) -> None:
     """Build the managers' digest of what is due."""
     parse_moment(now_text, "--now")
     not_built("dsr digest", "the deadlines-in-motion issue")
+
+
+@cli.command()
+@config_option
+def check() -> None:
+    """Validate the configuration and every data file it uses.
+
+    Policies (front matter, sections, intent tags; a configured policy that does not exist),
+    lexicons and language profiles (TOML, sections, phrases), mail templates (syntax, every
+    reply kind in every reply language, a trial render) and the learned model's shape. A
+    problem is one line on stderr, path:line: what is wrong, and exit code 2; all well prints a
+    summary. Commands that classify or draft run the same check first.
+    """
+    from . import checks
+
+    conf = settings()
+    try:
+        report = checks.run_checks(conf)
+    except checks.CheckError as exc:
+        raise DataProblem(str(exc)) from None
+    click.echo(report.summary())
 
 
 # -- deadline -----------------------------------------------------------------------------------
@@ -273,7 +318,7 @@ def classify(text: str | None, subject: str, to: str | None, jsonl: bool, explai
     TEXT is the message body (or '-' / nothing to read it from stdin). Quoted earlier mail and
     signatures are ignored, as in the inbox.
     """
-    conf = settings()
+    conf = checked_settings()
     if jsonl:
         if text is not None:
             raise UsageProblem("give either TEXT or --jsonl, not both")
@@ -421,6 +466,7 @@ def _now_option(func: F) -> F:
 def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
     """Record that the requester's identity was verified."""
     now = parse_moment(now_text, "--now")
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.verify(session, conf, ref, method, by, now=now)
         click.echo(f"{case.ref} verified ({method}) by {by}; reply drafted for review")
@@ -435,6 +481,7 @@ def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
 def cases_extend(ref: str, reason: str, by: str, now_text: str | None) -> None:
     """Extend the deadline by two months; allowed only until the extension notice date."""
     now = parse_moment(now_text, "--now")
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.extend(session, conf, ref, reason, by, now=now)
         click.echo(f"{case.ref} extended to {case.due.isoformat() if case.due else '-'}; "
@@ -489,6 +536,7 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
     if "@" not in requester:
         raise UsageProblem(f"--requester: {requester!r} is not an email address")
     received = parse_moment(received_text, "--received") or datetime.now(timezone.utc)
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.open_request(
             session, conf, org_id=org_id, channel=channel, received_at=received,
@@ -575,6 +623,7 @@ def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
             edited = edit_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageProblem(f"--edit-file: cannot read {edit_file}: {exc}") from None
+    checked_settings()
     with store_session() as (_conf, session):
         draft = case_engine.approve_draft(session, ref, by, edited_body=edited)
         click.echo(f"{ref.upper()}: draft {draft.id} approved by {by}")
@@ -587,6 +636,7 @@ def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
 @config_option
 def drafts_reject(ref: str, reason: str, by: str) -> None:
     """Reject the pending draft, and with it the request."""
+    checked_settings()
     with store_session() as (_conf, session):
         draft = case_engine.reject_draft(session, ref, reason, by)
         click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}")

@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     organizations: list[Organization] = Field(min_length=1)
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    config_file: Path | None = Field(default=None, exclude=True)  # for file:line in messages
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]
@@ -241,12 +242,14 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load and validate configuration; raise ConfigError with one readable line."""
     data = _read_toml(DEFAULTS_FILE)
     config_dir = Path.cwd()
+    config_file: Path | None = None
     chosen = path if path is not None else os.environ.get("DSR_CONFIG") or None
     if chosen:
         file_path = Path(chosen).expanduser()
         data = _merge(data, _read_toml(file_path))
-        config_dir = file_path.resolve().parent
+        config_file = file_path.resolve()
+        config_dir = config_file.parent
     try:
-        return Settings(**data, config_dir=config_dir)
+        return Settings(**data, config_dir=config_dir, config_file=config_file)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, data)) from None
