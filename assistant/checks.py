@@ -234,16 +234,19 @@ def _trial_render(dirs: tuple[Path, ...], language: str, policy: Policy | None) 
             trial()
         except (TemplateError, ValueError, KeyError, TypeError, AttributeError) as exc:
             where = _template_frame(exc.__traceback__) or str(dirs[0] / language)
-            raise CheckError(f"{where}: cannot render: {type(exc).__name__}: {exc}") from None
+            reason = " ".join(str(exc).split())
+            raise CheckError(f"{where}: cannot render: {type(exc).__name__}: {reason}") from None
 
 
 def _template_frame(tb: TracebackType | None) -> str | None:
-    """`path:line` of the innermost template frame (Jinja rewrites tracebacks to them)."""
+    """`path:line` of the innermost template frame. Drafting calls a template's blocks
+    directly, so the traceback holds compiled-code lines: the template maps them back."""
     found = None
     for frame_tb in _frames(tb):
-        filename = frame_tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2"):
-            found = f"{filename}:{frame_tb.tb_lineno}"
+        template = frame_tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None and template.filename:
+            line = template.get_corresponding_lineno(frame_tb.tb_lineno)
+            found = f"{template.filename}:{line}"
     return found
 
 

@@ -53,7 +53,7 @@ class DataProblem(UsageProblem):
     bare `path:line: what is wrong`, the form editors jump to."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(self.format_message(), err=True)
+        click.echo(" ".join(self.format_message().splitlines()), err=True)
 
 
 # -- shared plumbing ----------------------------------------------------------------------------
