@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from assistant.cli import cli
 from assistant.drafting import DEFAULT_TEMPLATES, OrgInfo, draft_acknowledgement, draft_verification
 
 SHIPPED_INTENTS = resources.shipped("intents")
-SHIPPED_POLICIES = resources.shipped("policies")
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_an_operator_policy_folder_serves_an_organisation(operator):
 
 def test_an_operator_template_overrides_that_template_only(tmp_path):
     org = OrgInfo(id="x", name="X AS", addresses=("p@x.no",), systems=())
-    due = __import__("datetime").date(2026, 3, 2)
+    due = date(2026, 3, 2)
     shipped_ack = draft_acknowledgement(org, "DSR-2026-0001", due, "nb", "123", True)
     shipped_ver = draft_verification(org, "DSR-2026-0001", "nb", "123")
     own = tmp_path / "ops-templates"
@@ -237,13 +237,6 @@ def test_a_learned_model_of_the_wrong_shape(operator):
     line = one_line_error(run("check", config=INTENTS), f"{bad}: ", "weights has shape (3, 8)",
                           "expected (2, 8)")
     assert not line.startswith(f"{bad}:1")
-
-
-def test_check_is_well_under_a_second(operator):
-    _, run = operator
-    result = run("check")
-    seconds = float(result.stdout.split("(")[1].split(" s)")[0])
-    assert result.exit_code == 0 and seconds < 5  # generous: CI machines vary; typically ~0.15 s
 
 
 def _settings(folder: Path, config: str):
