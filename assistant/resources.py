@@ -1,9 +1,10 @@
 """Where the shipped data lives, and the operator's folders laid over it.
 
 The product ships data a privacy officer edits (intents/, mail_templates/, policies/) beside
-the code, plus files the code itself needs (default_config.toml, the Alembic migrations). This is
-the ONE module that knows where they are, so a wheel installed anywhere and a source checkout
-behave alike:
+the code, plus files the code itself needs (default_config.toml; the Alembic migrations, which
+store/db.py finds by importlib.resources on its own package, as the store imports nothing else of
+the package). This is the ONE module that knows where the data is, so a wheel installed anywhere
+and a source checkout behave alike:
 
 - installed from a wheel: the build copies the three top-level folders into ``assistant/_data/``
   (see setup.py), found here through ``importlib.resources``;
@@ -15,7 +16,7 @@ file by file: a file in the operator's folder wins over the shipped file of the 
 rest still comes from the shipped folder. ``configure(settings)`` is called once by the CLI after
 the settings are loaded; the loaders' defaults read the folders from here.
 
-This module imports nothing else of the package, so every layer (store included) may ask it.
+This module imports nothing else of the package, so any layer may ask it.
 """
 
 from __future__ import annotations
@@ -64,11 +65,6 @@ def shipped(folder: str) -> Path:
 def default_config() -> Path:
     """The embedded defaults every config file is laid over."""
     return package_dir() / "default_config.toml"
-
-
-def migrations() -> Path:
-    """The Alembic script folder (env.py, versions/); package data, not a Python package."""
-    return package_dir() / "store" / "migrations"
 
 
 # --------------------------------------------------------------------------- operator folders

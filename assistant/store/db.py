@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -13,10 +14,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
-from assistant import resources
-
-# Package data (no __init__.py): resources knows where the install put it.
-MIGRATIONS = resources.migrations()
+# Package data of this package (no __init__.py), found the way assistant/resources.py finds the
+# rest; asked here because the store imports nothing else of the package (DESIGN.md).
+MIGRATIONS = Path(str(files(__package__) / "migrations"))
 # Any constant works; it only has to be the same for every dsr process on the database.
 _MIGRATION_LOCK_KEY = 0x6473720001
 
