@@ -12,13 +12,17 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 
+from sqlalchemy import event as orm_event
+from sqlalchemy import inspect as orm_inspect
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
+from .understand.pii import mask_personal_numbers
 
 STATES: tuple[str, ...] = (
     "received",
@@ -83,18 +87,54 @@ def format_reference(prefix: str, year: int, seq: int) -> str:
 # -- events -----------------------------------------------------------------------------------
 
 
+def masked(value: Any) -> Any:
+    """Personal numbers out of any text staff or senders typed, inside lists and tables too.
+    The audit trail is append-only: a number written there could never be erased."""
+    if isinstance(value, str):
+        return mask_personal_numbers(value)
+    if isinstance(value, dict):
+        return {key: masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(item) for item in value]
+    return value
+
+
 def record_event(
     session: Session, case: Case | None, actor: str, kind: str, **detail: Any
 ) -> Event:
-    """Append to the audit trail. Detail must never hold message bodies or personal numbers."""
+    """Append to the audit trail. Detail never holds message bodies; every text in it and the
+    actor are masked here, before anything (a hash, a log line) is derived from them."""
+    detail = masked(json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
     event = Event(
         case_id=case.id if case is not None else None,
-        actor=actor,
+        actor=masked(actor),
         kind=kind,
         detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
     session.add(event)
     return event
+
+
+# Events are masked in record_event (before their hash is taken); every other table is masked
+# here, on its way to the database, whichever code path set the text.
+_MASKED_TABLES = (Case, Draft, ErasureTask, Message)
+
+
+@orm_event.listens_for(OrmSession, "before_flush")
+def _mask_stored_text(session: OrmSession, _context: Any, _instances: Any) -> None:
+    """No personal number reaches a stored text column, from staff input or from a mail."""
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, _MASKED_TABLES):
+            continue
+        state = orm_inspect(obj)
+        for attr in state.mapper.column_attrs:
+            value = getattr(obj, attr.key, None)
+            if isinstance(value, str) and any(ch.isdigit() for ch in value):
+                if obj in session.dirty and not state.attrs[attr.key].history.has_changes():
+                    continue
+                clean = mask_personal_numbers(value)
+                if clean != value:
+                    setattr(obj, attr.key, clean)
 
 
 def _move(session: Session, case: Case, to_state: str, actor: str, kind: str, **detail: Any) -> None:
@@ -277,7 +317,7 @@ def extend(
         )
     previous_due = case.due
     case.extended = True
-    case.extension_reason = reason.strip()
+    case.extension_reason = mask_personal_numbers(reason.strip())
     case.due = case.extended_due
     case.updated_at = utcnow()
     session.add(case)

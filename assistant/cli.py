@@ -642,11 +642,22 @@ def drafts_reject(ref: str, reason: str, by: str) -> None:
         click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}")
 
 
+EXIT_INTERNAL = 3
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: click's own usage errors already exit 2."""
+    """Console entry point: click's own usage errors already exit 2.
+
+    The last resort: an error no command foresaw still gives one line, never a traceback,
+    because a traceback can carry the values it was working on (addresses, personal numbers).
+    The tests drive `cli` directly so such an error fails them instead of hiding here."""
     try:
         cli.main(args=argv, prog_name="dsr", standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001
+        click.echo(f"dsr: internal error ({type(exc).__name__}); nothing more is shown because "
+                   "it may hold personal data; please report it", err=True)
+        sys.exit(EXIT_INTERNAL)
 
 

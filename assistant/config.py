@@ -8,14 +8,18 @@ instead of failing hours later inside a channel.
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import tomllib
+from difflib import get_close_matches
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from . import resources
 
@@ -30,8 +34,35 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The database kinds dsr ships a driver for; anything else fails at start with one line.
+_URL_SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg",
+                "postgresql+psycopg": "postgresql+psycopg"}
+_URL_HINT = "use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+
+
 class DatabaseSettings(_Section):
     url: str = "sqlite:///dsr.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        """Only the kinds we ship a driver for; a SQLite file needs an existing folder (a typo
+        in the path should not silently create a second, empty database somewhere else)."""
+        scheme, sep, rest = value.strip().partition("://")
+        if not sep or not rest and scheme != "sqlite":
+            raise ValueError(f"{value!r} is not a database URL; {_URL_HINT}")
+        kind = _URL_SCHEMES.get(scheme.lower())
+        if kind is None:
+            raise ValueError(f"unsupported database kind {scheme!r}; {_URL_HINT}")
+        if kind == "sqlite":
+            path = rest[1:] if rest.startswith("/") else rest
+            path = path.split("?", 1)[0]
+            if path and path != ":memory:":
+                folder = Path(path).expanduser().parent
+                if not folder.is_dir():
+                    raise ValueError(f"the folder {str(folder)!r} of the SQLite file does not exist")
+            return value.strip()
+        return f"{kind}://{rest}"
 
 
 class SmtpSettings(_Section):
@@ -197,16 +228,34 @@ class Settings(BaseSettings):
                                       self.resolve_path(self.data.policies_dir))
 
 
+# A config file is a few KB; anything far larger is a wrong path (a log, a device, a dump).
+MAX_CONFIG_BYTES = 1_048_576
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file as TOML; every way it can be unreadable is one ConfigError naming the file."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"config file {path} is not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: config file is not UTF-8 (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +273,9 @@ def _describe(error: ValidationError, data: dict[str, Any]) -> str:
     first = error.errors()[0]
     location = list(first["loc"])
     # Name an organisation by its id rather than its index when we can.
-    if len(location) >= 2 and location[0] == "organizations" and isinstance(location[1], int):
+    from_env = _env_source(first["loc"])
+    if (len(location) >= 2 and location[0] == "organizations" and isinstance(location[1], int)
+            and not from_env):
         orgs = data.get("organizations") or []
         if location[1] < len(orgs) and isinstance(orgs[location[1]], dict):
             ident = orgs[location[1]].get("id")
@@ -235,11 +286,82 @@ def _describe(error: ValidationError, data: dict[str, Any]) -> str:
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"config error: {key}: {message}{more}"
+    return f"config error: {key}{from_env}: {message}{more}"
+
+
+def _env_source(location: tuple[Any, ...]) -> str:
+    """' (from DSR_X__Y)' when the bad value came from the environment, so the operator
+    looks in the right place; environment beats the file."""
+    names = [f"DSR_{'__'.join(str(p).upper() for p in location[:n])}" for n in (2, 1)]
+    for name in names:
+        if len(location) >= 1 and any(k.upper() == name for k in os.environ):
+            return f" (from {name})"
+    return ""
+
+
+# DSR_ variables that are not settings: the config file's path and the test suite's servers.
+_NOT_SETTINGS = ("DSR_CONFIG",)
+_NOT_SETTINGS_PREFIXES = ("DSR_TEST_",)
+
+
+def _known_env_names() -> dict[str, Any]:
+    """Every DSR_SECTION and DSR_SECTION__KEY the settings understand, with the field's type."""
+    known: dict[str, Any] = {}
+    for section, info in Settings.model_fields.items():
+        if info.exclude:
+            continue
+        known[f"DSR_{section.upper()}"] = info.annotation
+        model = _section_model(info.annotation)
+        if model is not None:
+            for key, field in model.model_fields.items():
+                known[f"DSR_{section.upper()}__{key.upper()}"] = field.annotation
+    return known
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The section's model class, also for an optional section (`ImapSettings | None`)."""
+    candidates = getattr(annotation, "__args__", None) or (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _wants_json(annotation: Any) -> bool:
+    """Lists, tables and sections arrive from the environment as JSON."""
+    text = str(annotation)
+    return (text.startswith(("list", "dict", "typing.List", "typing.Dict"))
+            or _section_model(annotation) is not None)
+
+
+def check_environment(environ: os._Environ[str] | dict[str, str] | None = None) -> None:
+    """A misspelt DSR_ variable would be ignored silently and the command would run on the
+    defaults (the wrong database): refuse it, and a list that is not JSON, naming the variable."""
+    environ = os.environ if environ is None else environ
+    known = _known_env_names()
+    for name, value in sorted(environ.items()):
+        upper = name.upper()
+        if not upper.startswith("DSR_") or upper in _NOT_SETTINGS:
+            continue
+        if upper.startswith(_NOT_SETTINGS_PREFIXES):
+            continue
+        if upper not in known:
+            guess = get_close_matches(upper, list(known), n=1)
+            hint = f" (did you mean {guess[0]}?)" if guess else ""
+            raise ConfigError(f"environment variable {name}: unknown setting{hint}")
+        if _wants_json(known[upper]):
+            try:
+                json.loads(value)
+            except ValueError:
+                raise ConfigError(
+                    f"environment variable {name}: not valid JSON; write lists as JSON, "
+                    f"e.g. {name}='[\"U1\", \"U2\"]'"
+                ) from None
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load and validate configuration; raise ConfigError with one readable line."""
+    check_environment()
     data = _read_toml(DEFAULTS_FILE)
     config_dir = Path.cwd()
     config_file: Path | None = None
@@ -253,3 +375,5 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         return Settings(**data, config_dir=config_dir, config_file=config_file)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, data)) from None
+    except SettingsError as exc:  # the environment source could not read a value
+        raise ConfigError(f"config error: environment: {exc}") from None

@@ -1,0 +1,136 @@
+"""Bad configuration, as operators really write it: one line naming the file, key or variable,
+exit code 2, never a traceback. And no command arguments, however odd, end in a traceback."""
+
+from __future__ import annotations
+
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from assistant.cli import cli
+
+DSR = [sys.executable, "-m", "assistant"]
+
+
+def run_dsr(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a clean folder, as an operator runs it."""
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DSR_")}
+    environ.update(env or {})
+    return subprocess.run(DSR + args, cwd=tmp_path, env=environ, capture_output=True,
+                          text=True, timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *names: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    path = tmp_path / "dsr.toml"
+    path.write_bytes(b'[[organizations]]\nid = "b"\nname = "B\xf8gh AS"\naddresses = ["a@b.no"]\n')
+    result = run_dsr(["--config", str(path), "cases", "list"], tmp_path)
+    assert_one_line_error(result, "dsr.toml:3", "UTF-8")
+
+
+def test_a_list_variable_that_is_not_json_names_the_variable(tmp_path):
+    result = run_dsr(["cases", "list"], tmp_path, {"DSR_SLACK__APPROVERS": "U1,U2"})
+    assert_one_line_error(result, "DSR_SLACK__APPROVERS", "JSON")
+
+
+def test_a_misspelt_variable_is_refused_not_ignored(tmp_path):
+    result = run_dsr(["cases", "list"], tmp_path, {"DSR_DATABSE__URL": "sqlite:///x.db"})
+    assert_one_line_error(result, "DSR_DATABSE__URL", "DSR_DATABASE__URL")
+    assert not (tmp_path / "dsr.db").exists() and not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("url, words", [
+    ("postgres://u@localhost/db", ["database.url", "DSR_DATABASE__URL", "postgres"]),
+    ("mysql://u@localhost/db", ["database.url", "mysql"]),
+    ("mongodb://localhost", ["database.url", "mongodb"]),
+    ("not a url", ["database.url"]),
+    ("sqlite:///no/such/folder/dsr.db", ["database.url", "no/such/folder"]),
+])
+def test_an_unusable_database_url_is_one_line(tmp_path, url, words):
+    result = run_dsr(["cases", "list"], tmp_path, {"DSR_DATABASE__URL": url})
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "no").exists(), "no folder is created for a mistyped path"
+
+
+def test_the_same_url_in_a_config_file_names_the_key(tmp_path):
+    path = tmp_path / "dsr.toml"
+    path.write_text('[database]\nurl = "postgres://u@localhost/db"\n', encoding="utf-8")
+    result = run_dsr(["--config", str(path), "cases", "list"], tmp_path)
+    assert_one_line_error(result, "database.url")
+    assert "DSR_DATABASE__URL" not in result.stderr
+
+
+def test_a_config_path_that_is_a_device_is_refused_at_once(tmp_path):
+    result = run_dsr(["--config", "/dev/zero", "cases", "list"], tmp_path)
+    assert_one_line_error(result, "/dev/zero")
+
+
+def test_a_config_path_that_is_a_folder_is_a_usage_error(tmp_path):
+    result = run_dsr(["--config", str(tmp_path), "cases", "list"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is a directory" in result.stderr
+
+
+def test_plain_postgresql_urls_use_the_shipped_driver():
+    from assistant.config import DatabaseSettings
+
+    url = DatabaseSettings(url="postgresql://u@localhost/db").url
+    assert url == "postgresql+psycopg://u@localhost/db"
+
+
+def test_test_harness_variables_are_not_settings(tmp_path):
+    result = run_dsr(["deadline", "--received", "2026-02-01"], tmp_path,
+                     {"DSR_TEST_POSTGRES_URL": "postgresql+psycopg://x@127.0.0.1/test"})
+    assert result.returncode == 0, result.stderr
+
+
+# -- fuzzing the command line ---------------------------------------------------------------
+
+COMMANDS = [
+    ["deadline"], ["classify"], ["cases", "list"], ["cases", "show"], ["cases", "new"],
+    ["cases", "verify"], ["cases", "extend"], ["cases", "close"], ["cases", "reopen"],
+    ["cases", "erasure"], ["drafts", "list"], ["drafts", "approve"], ["drafts", "reject"],
+    ["sweep"], ["digest"],
+]
+OPTIONS = ["--received", "--org", "--json", "--requester", "--by", "--text", "--intent",
+           "--method", "--reason", "--system", "--done", "--kept", "--law", "--now", "--state",
+           "--channel", "--subject", "--to", "--explain", "--jsonl", "--name", "--all",
+           "--edit-file", "--print"]
+ODD_VALUES = st.one_of(
+    st.sampled_from(["", "-", "branninfo", "DSR-2026-0001", "dsr-2026-0001", "9999-12-31",
+                     "0001-01-01", "2026-02-30", "2026-13-01T25:61", "1e400", "NaN", "@", "a@b",
+                     "\x00", "email_code", "access", "phone", "x" * 5000, "../../etc/passwd",
+                     "/dev/null", "Visma", "--", "\u202eevil", "12345678901", "01010150139"]),
+    st.text(alphabet=string.printable + "æøåÆØÅ\u200b", max_size=40),
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(command=st.sampled_from(COMMANDS),
+       rest=st.lists(st.one_of(st.sampled_from(OPTIONS), ODD_VALUES), max_size=8))
+def test_no_arguments_end_in_a_traceback(tmp_path, command, rest):
+    runner = CliRunner()
+    args = command + [a.replace("\x00", "") for a in rest]
+    result = runner.invoke(cli, args, env={"DSR_DATABASE__URL": f"sqlite:///{tmp_path}/fuzz.db"},
+                           input="")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"dsr {args!r} raised {result.exception!r}") from result.exception
+    assert result.exit_code in (0, 1, 2), (args, result.output)
