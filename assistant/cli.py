@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from . import cases as case_engine
-from . import workflow
+from . import resources, workflow
 from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
 from .logs import get_logger, setup_logging
@@ -55,6 +55,14 @@ class UsageProblem(click.ClickException):
         click.echo(f"dsr: error: {self.format_message()}", err=True)
 
 
+class DataProblem(UsageProblem):
+    """A data file (policy, lexicon, template, model) that `dsr check` rejects: exit 2 with the
+    bare `path:line: what is wrong`, the form editors jump to."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(" ".join(self.format_message().splitlines()), err=True)
+
+
 # -- shared plumbing ----------------------------------------------------------------------------
 
 
@@ -86,10 +94,24 @@ def settings() -> Settings:
             cached = load_settings(ctx.meta.get("dsr.config"))
         except ConfigError as exc:
             raise UsageProblem(str(exc)) from None
+        resources.configure(cached)  # the operator's [data] folders, for every loader's default
         ctx.meta["dsr.settings"] = cached
         setup_logging(cached)
         log.debug("command started", extra={"command": ctx.command_path})
     return cached
+
+
+def checked_settings() -> Settings:
+    """The settings, after `dsr check` passed on them (once per process): every command that
+    classifies or drafts calls this first, so a broken data file stops it with one line."""
+    from . import checks
+
+    conf = settings()
+    try:
+        checks.check_once(conf)
+    except checks.CheckError as exc:
+        raise DataProblem(str(exc)) from None
+    return conf
 
 
 @contextmanager
@@ -201,6 +223,7 @@ def serve() -> None:
     Today this validates the configuration and brings the database schema up to date; the
     SMTP/IMAP listeners, the Slack bot, the worker and the scheduler come in later releases.
     """
+    checked_settings()
     with store_session() as (conf, _session):
         orgs = ", ".join(o.id for o in conf.organizations)
         click.echo(f"dsr: configuration valid; database ready; organisations: {orgs}", err=True)
@@ -211,6 +234,7 @@ def serve() -> None:
 @config_option
 def demo() -> None:
     """Send sample inquiries through the whole pipeline on a temporary database."""
+    checked_settings()
     not_built("dsr demo (it needs the SMTP channel)", "the email channel issue")
 
 
@@ -219,6 +243,7 @@ def demo() -> None:
 @config_option
 def import_(paths: tuple[Path, ...]) -> None:
     """Backfill mbox files, Maildirs or .eml files through the normal intake."""
+    checked_settings()
     not_built("dsr import", "the email channel issue")
 
 
@@ -239,6 +264,27 @@ def digest(now_text: str | None, to_stdout: bool) -> None:
     """Build the managers' digest of what is due."""
     parse_moment(now_text, "--now")
     not_built("dsr digest", "the deadlines-in-motion issue")
+
+
+@cli.command()
+@config_option
+def check() -> None:
+    """Validate the configuration and every data file it uses.
+
+    Policies (front matter, sections, intent tags; a configured policy that does not exist),
+    lexicons and language profiles (TOML, sections, phrases), mail templates (syntax, every
+    reply kind in every reply language, a trial render) and the learned model's shape. A
+    problem is one line on stderr, path:line: what is wrong, and exit code 2; all well prints a
+    summary. Commands that classify or draft run the same check first.
+    """
+    from . import checks
+
+    conf = settings()
+    try:
+        report = checks.run_checks(conf)
+    except checks.CheckError as exc:
+        raise DataProblem(str(exc)) from None
+    click.echo(report.summary())
 
 
 # -- deadline -----------------------------------------------------------------------------------
@@ -307,7 +353,7 @@ def classify(text: str | None, subject: str, to: str | None, jsonl: bool, explai
     TEXT is the message body (or '-' / nothing to read it from stdin). Quoted earlier mail and
     signatures are ignored, as in the inbox.
     """
-    conf = settings()
+    conf = checked_settings()
     if jsonl:
         if text is not None:
             raise UsageProblem("give either TEXT or --jsonl, not both")
@@ -467,6 +513,7 @@ def _now_option(func: F) -> F:
 def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
     """Record that the requester's identity was verified."""
     now = parse_moment(now_text, "--now")
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.verify(session, conf, ref, method, by, now=now)
         click.echo(f"{case.ref} verified ({method}) by {by}; reply drafted for review")
@@ -481,6 +528,7 @@ def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
 def cases_extend(ref: str, reason: str, by: str, now_text: str | None) -> None:
     """Extend the deadline by two months; allowed only until the extension notice date."""
     now = parse_moment(now_text, "--now")
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.extend(session, conf, ref, reason, by, now=now)
         click.echo(f"{case.ref} extended to {case.due.isoformat() if case.due else '-'}; "
@@ -539,6 +587,7 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
         raise UsageProblem(f"--text: longer than {MAX_REQUEST_CHARS} characters; keep the request, "
                            "not the whole conversation")
     received = parse_moment(received_text, "--received") or datetime.now(timezone.utc)
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.open_request(
             session, conf, org_id=org_id, channel=channel, received_at=received,
@@ -637,6 +686,7 @@ def drafts_list(as_json: bool, show_all: bool) -> None:
 def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
     """Approve the pending draft of a case (needs a verified requester)."""
     edited = read_text_file(edit_file, "--edit-file") if edit_file is not None else None
+    checked_settings()
     with store_session() as (_conf, session):
         draft = case_engine.approve_draft(session, ref, by, edited_body=edited)
         click.echo(f"{ref.upper()}: draft {draft.id} approved by {by}")
@@ -649,6 +699,7 @@ def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
 @config_option
 def drafts_reject(ref: str, reason: str, by: str) -> None:
     """Reject the pending draft, and with it the request."""
+    checked_settings()
     with store_session() as (_conf, session):
         draft = case_engine.reject_draft(session, ref, reason, by)
         click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}")

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = PACKAGE_DIR.parent
-DEFAULTS_FILE = PACKAGE_DIR / "default_config.toml"
+from . import resources
+
+DEFAULTS_FILE = resources.default_config()
 
 
 class ConfigError(Exception):
@@ -156,6 +156,14 @@ class LogSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class DataSettings(_Section):
+    """The operator's own data folders; each overrides the shipped one file by file."""
+
+    intents_dir: str | None = None
+    templates_dir: str | None = None
+    policies_dir: str | None = None
+
+
 class Organization(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
@@ -190,8 +198,10 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     cases: CaseSettings = CaseSettings()
     log: LogSettings = LogSettings()
+    data: DataSettings = DataSettings()
     organizations: list[Organization] = Field(min_length=1)
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    config_file: Path | None = Field(default=None, exclude=True)  # for file:line in messages
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]
@@ -232,17 +242,20 @@ class Settings(BaseSettings):
                 return org
         return None
 
+    def resolve_path(self, value: str | None) -> Path | None:
+        """A path from the config file: a relative one is read next to that file."""
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.config_dir / path
+
     def policy_path(self, org: Organization) -> Path | None:
-        """Resolve a policy path: as given, next to the config file, in cwd, then built in."""
+        """The organisation's policy file: as given, next to the config file, in cwd, in the
+        operator's policies folder, then shipped; None when it has none or it is nowhere."""
         if not org.policy:
             return None
-        path = Path(org.policy)
-        if path.is_absolute():
-            return path
-        for base in (self.config_dir, Path.cwd(), PROJECT_ROOT):
-            if (base / path).exists():
-                return base / path
-        return PROJECT_ROOT / path
+        return resources.find_policy(org.policy, self.config_dir,
+                                      self.resolve_path(self.data.policies_dir))
 
 
 # A config file is a few KB; anything far larger is a wrong path (a log, a device, a dump).
@@ -381,13 +394,15 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     check_environment()
     data = _read_toml(DEFAULTS_FILE)
     config_dir = Path.cwd()
+    config_file: Path | None = None
     chosen = path if path is not None else os.environ.get("DSR_CONFIG") or None
     if chosen:
         file_path = Path(chosen).expanduser()
         data = _merge(data, _read_toml(file_path))
-        config_dir = file_path.resolve().parent
+        config_file = file_path.resolve()
+        config_dir = config_file.parent
     try:
-        return Settings(**data, config_dir=config_dir)
+        return Settings(**data, config_dir=config_dir, config_file=config_file)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, data)) from None
     except SettingsError as exc:  # the environment source could not read a value

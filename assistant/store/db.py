@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +16,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Package data of this package (no __init__.py), found the way assistant/resources.py finds the
+# rest; asked here because the store imports nothing else of the package (DESIGN.md).
+MIGRATIONS = Path(str(files(__package__) / "migrations"))
 # Any constant works; it only has to be the same for every dsr process on the database.
 _MIGRATION_LOCK_KEY = 0x6473720001
 # The store imports nothing else of the package, so it names its logger itself (under "dsr", which

@@ -19,7 +19,9 @@ from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "intents"
+from .. import resources
+
+DEFAULT_DIRECTORY = resources.shipped("intents")
 
 # Letters and digits form tokens; "§" is a token of its own so "§ 18" can be a cue.
 TOKEN_RE = re.compile(r"[^\W_]+|§")
@@ -141,11 +143,36 @@ def _parse_words(value: object) -> list[str]:
     return []
 
 
-@lru_cache(maxsize=8)
+PROFILES_FILE = "languages.toml"
+
+
 def load_profiles(directory: Path | None = None) -> LanguageProfiles:
-    """Read intents/languages.toml once per directory."""
-    path = (directory or DEFAULT_DIRECTORY) / "languages.toml"
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    """The language profiles: `directory`'s languages.toml, or by default the operator's
+    intents folder's if it has one, else the shipped one."""
+    if directory is not None:
+        return _load_profiles(Path(directory) / PROFILES_FILE)
+    return _load_profiles(resources.find("intents", PROFILES_FILE) or DEFAULT_DIRECTORY / PROFILES_FILE)
+
+
+def read_toml(path: Path) -> dict:
+    """A data file as TOML; a mistake raises ValueError as `path:line: what is wrong`, the form
+    an editor jumps to and `dsr check` prints."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+)", str(exc))
+        where = f"{path}:{found.group(1)}" if found else str(path)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ValueError(f"{where}: invalid TOML: {message}") from None
+
+
+@lru_cache(maxsize=8)
+def _load_profiles(path: Path) -> LanguageProfiles:
+    data = read_toml(path)
     settings = data.get("settings", {})
     word_weight = float(settings.get("word_weight", 1.0))
     marker_weight = float(settings.get("marker_weight", 3.0))

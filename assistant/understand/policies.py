@@ -43,7 +43,9 @@ from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
-DEFAULT_POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
+from .. import resources
+
+DEFAULT_POLICIES = resources.shipped("policies")
 
 INTENTS: tuple[str, ...] = (
     "access",
