@@ -24,7 +24,8 @@ from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
 from .understand.pii import mask_personal_numbers
-from .vocabulary import STAFF_VERIFICATION_METHODS, STATES, Intent
+from .vocabulary import STAFF_VERIFICATION_METHODS, EventKind, Intent, VerificationMethod
+from .vocabulary import STATES as STATES  # re-exported: the states, as `dsr cases list --state`
 
 # The only moves a case can make; anything else is refused with a reason.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -100,7 +101,7 @@ def record_event(
     event = Event(
         case_id=case.id if case is not None else None,
         actor=masked(actor),
-        kind=kind,
+        kind=EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
         detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
     session.add(event)
@@ -225,7 +226,7 @@ def open_case(
     if needs_verification(labels, settings):
         _move(session, case, "awaiting_verification", actor, "verification_requested")
     else:
-        case.verification_method = "not_required"
+        case.verification_method = VerificationMethod.NOT_REQUIRED.value
         if case.clock_start is None:  # nothing to verify: as if verified on receipt
             _set_deadlines(case, settings, _clock_start(settings, received_at, received_at))
         _move(session, case, "verified", actor, "verification_skipped",
