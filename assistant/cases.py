@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event as orm_event
 from sqlalchemy import inspect as orm_inspect
@@ -19,22 +19,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from . import deadlines
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .logs import get_logger
 from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
 from .understand.pii import mask_personal_numbers
+from .vocabulary import STAFF_VERIFICATION_METHODS, EventKind, Intent, VerificationMethod
+from .vocabulary import STATES as STATES  # re-exported: the states, as `dsr cases list --state`
 
-STATES: tuple[str, ...] = (
-    "received",
-    "awaiting_verification",
-    "verified",
-    "drafted",
-    "approved",
-    "answered",
-    "closed",
-    "rejected",
-)
 # The only moves a case can make; anything else is refused with a reason.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "received": frozenset({"awaiting_verification", "verified", "rejected", "closed"}),
@@ -47,9 +40,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "rejected": frozenset({"received", "awaiting_verification", "verified", "closed"}),
 }
 FINISHED_STATES = frozenset({"answered", "closed", "rejected"})
-VERIFICATION_METHODS = ("email_code", "known_channel", "id_document_seen")
+VERIFICATION_METHODS = STAFF_VERIFICATION_METHODS  # what staff may record; see vocabulary
 # Intents whose answer discloses nothing about the person: acting on them needs no ID check.
-NO_DISCLOSURE_INTENTS = frozenset({"opt_out"})
+NO_DISCLOSURE_INTENTS = frozenset({Intent.OPT_OUT.value})
 
 # Logged: references, states, event kinds, ids, organisation ids, systems. Never the requester's
 # address or name, nor any reason, note or text staff typed (they may quote the person).
@@ -113,7 +106,7 @@ def record_event(
     event = Event(
         case_id=case.id if case is not None else None,
         actor=masked(actor),
-        kind=kind,
+        kind=EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
         detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
     session.add(event)
@@ -177,6 +170,15 @@ def _set_deadlines(case: Case, settings: Settings, start: datetime | None) -> No
     case.due = d.extended_due if case.extended else d.due
 
 
+def _clock_start(settings: Settings, received_at: datetime,
+                 verified_at: datetime | None) -> datetime | None:
+    """When the case's clock starts, by deadlines.clock_start: the one rule, applied with the
+    organisation's cases.verification_clock setting."""
+    # Given datetimes, clock_start returns one of them (or None).
+    return cast("datetime | None",
+                deadlines.clock_start(received_at, verified_at, settings.cases.verification_clock))
+
+
 def needs_verification(intents: Iterable[str], settings: Settings) -> bool:
     labels = set(intents)
     if labels and labels <= NO_DISCLOSURE_INTENTS and settings.cases.opt_out_skips_verification:
@@ -220,8 +222,8 @@ def open_case(
         channel=channel,
         received_at=received_at.astimezone(timezone.utc),
     )
-    clock_runs = settings.cases.verification_clock == "runs"
-    _set_deadlines(case, settings, received_at if clock_runs else None)
+    # Nobody is verified yet: the clock starts now only if it runs from receipt.
+    _set_deadlines(case, settings, _clock_start(settings, received_at, None))
     session.add(case)
     session.flush()
     record_event(
@@ -234,9 +236,9 @@ def open_case(
     if needs_verification(labels, settings):
         _move(session, case, "awaiting_verification", actor, "verification_requested")
     else:
-        case.verification_method = "not_required"
-        if not clock_runs:
-            _set_deadlines(case, settings, received_at)
+        case.verification_method = VerificationMethod.NOT_REQUIRED.value
+        if case.clock_start is None:  # nothing to verify: as if verified on receipt
+            _set_deadlines(case, settings, _clock_start(settings, received_at, received_at))
         _move(session, case, "verified", actor, "verification_skipped",
               reason="the request discloses no personal data (opt-out)")
     if "erasure" in labels:
@@ -301,7 +303,7 @@ def verify(
     case.verified_at = moment
     case.verification_method = method
     if case.clock_start is None:
-        _set_deadlines(case, settings, moment)
+        _set_deadlines(case, settings, _clock_start(settings, case.received_at, moment))
     _move(session, case, "verified", by, "verified", method=method)
     return case
 

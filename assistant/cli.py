@@ -25,6 +25,7 @@ from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
 from .logs import get_logger, setup_logging
 from .store.db import StoreError, open_store, session_scope
+from .vocabulary import INTENTS, STAFF_CHANNELS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -566,12 +567,11 @@ def cases_reopen(ref: str, by: str, reason: str | None) -> None:
 @click.option("--received", "received_text", default=None, metavar="ISO",
               help="When the request was made (default: now); the deadline runs from it.")
 @click.option("--channel", default="phone",
-              type=click.Choice(["phone", "chat", "letter", "in_person", "email", "slack"]),
+              type=click.Choice(STAFF_CHANNELS),
               help="How the request came in.")
 @click.option("--text", default=None, help="What they asked, in their words (classified).")
 @click.option("--intent", "intents", multiple=True,
-              type=click.Choice(["access", "erasure", "portability", "opt_out", "rectification",
-                                 "restriction", "objection", "question"]),
+              type=click.Choice(INTENTS),
               help="What they asked for (repeatable); overrides --text classification.")
 @_by_option
 @click.option("--json", "as_json", is_flag=True, help="Print the new case as JSON.")

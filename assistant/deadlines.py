@@ -16,11 +16,12 @@ import calendar as _stdlib_calendar
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
+
+from .vocabulary import ClockMode
 
 OSLO = ZoneInfo("Europe/Oslo")
 
@@ -29,13 +30,6 @@ DEFAULT_PROMISE_DAYS = 30
 
 # Reg. 1182/71 names Saturdays and Sundays explicitly, whatever the country's holiday list says.
 _WEEKEND = frozenset({5, 6})
-
-
-class ClockMode(StrEnum):
-    """Whether the clock waits for ID: EU guidance is unsettled, so it is a setting."""
-
-    RUNS = "runs"  # counts from receipt (default; the cautious reading of Art. 12(3))
-    FROM_VERIFICATION = "from_verification"  # the UK ICO reading: counts once ID is verified
 
 
 @dataclass(frozen=True)
@@ -280,7 +274,8 @@ def clock_start(
 ) -> datetime | date | None:
     """When the clock starts under the organisation's setting; None = not started yet.
 
-    With "from_verification", ID checked before the request arrived (a known, logged-in
+    The one rule: cases.py asks it when a case opens (nobody verified yet), when verification
+    is skipped (as if verified on receipt) and when the requester is verified. With "from_verification", ID checked before the request arrived (a known, logged-in
     customer) cannot start the clock earlier than receipt, so the later of the two is used.
     """
     mode = ClockMode(mode)

@@ -25,7 +25,8 @@ from typing import Any
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template
 
 from assistant import resources
-from assistant.understand.policies import INTENTS, Policy, Section, search, sections_for_intent
+from assistant.understand.policies import Policy, Section, search, sections_for_intent
+from assistant.vocabulary import INTENTS, RIGHTS_ORDER
 
 # The shipped folders. The drafts' default is resources.layers("mail_templates"): the
 # operator's templates folder (config [data] templates_dir) over the shipped one.
@@ -40,11 +41,6 @@ SCANDINAVIAN = frozenset({"nb", "nn", "no", "sv", "da"})
 _ALIASES = {"nob": "nb", "nor": "nb", "no": "nb", "nno": "nn", "swe": "sv", "dan": "da",
             "eng": "en"}
 
-# Rights in the order of the GDPR articles, so a mail covering several reads like the law.
-RIGHTS_ORDER: tuple[str, ...] = (
-    "access", "rectification", "erasure", "restriction", "portability", "objection", "opt_out",
-    "question",
-)
 QUOTES_PER_INTENT = 2
 QUOTES_PER_QUESTION = 3
 QUOTE_WIDTH = 76

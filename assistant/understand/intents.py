@@ -45,6 +45,7 @@ from typing import NamedTuple
 from rapidfuzz.distance import Levenshtein
 
 from .. import resources
+from ..vocabulary import INTENTS, Intent, is_reply_subject
 from .language import (
     TOKEN_RE,
     decide_language,
@@ -55,11 +56,7 @@ from .language import (
     scores_from_tokens,
 )
 
-INTENTS: tuple[str, ...] = (
-    "access", "erasure", "portability", "opt_out",
-    "rectification", "restriction", "objection", "question",
-)
-ACTION_INTENTS = frozenset(INTENTS) - {"question"}
+ACTION_INTENTS = frozenset(INTENTS) - {Intent.QUESTION}
 
 DEFAULT_DIRECTORY = resources.shipped("intents")  # the shipped lexicons; see resources.layers
 MAX_SCORED_CHARS = 20_000  # a 5 MB mail is scored on its start: requests come first
@@ -82,9 +79,6 @@ _ACTION_OF = {intent: ACTION + intent for intent in INTENTS}
 OBJECT = "object:"  # cue.intent prefix of an object word ("object:any", "object:restriction")
 CLAUSE_REACH = 3  # a conjunction starts a new clause when an action begins this close after it
 FRAME_BOOST = 1.6  # a cue in a sentence that asks us for something ("jeg ber om", "please")
-# A reply's subject repeats the subject of the mail it answers: it is not what the sender asks now.
-_REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|sv|aw|vs|fw|fwd|tr|antw|vb|videresend)\s*(?:\[\d+\])?\s*:\s*)+",
-                            re.IGNORECASE)
 
 _NORDIC = frozenset({"nb", "nn", "da", "sv", "en", "common"})
 # Which lexicons a message's typos are corrected against, by detected language.
@@ -803,7 +797,7 @@ def _new_subject(subject: str) -> str:
     """The subject as the sender's own words; empty for a reply or forward, whose subject
     was written by whoever started the thread ("SV: Innsyn" on a thank-you note)."""
     subject = " ".join((subject or "")[:1000].split())
-    return "" if _REPLY_SUBJECT.match(subject) else subject
+    return "" if is_reply_subject(subject) else subject
 
 
 def _evidence_texts(hits: list[tuple[float, _Hit]], text: str,

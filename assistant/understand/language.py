@@ -5,14 +5,13 @@ profiles are data a privacy officer can read and extend, and counting known word
 enough to run on every message. The hard part is Norwegian bokmål vs nynorsk vs Danish, which
 share most words; the profiles give the few words that differ a higher weight ("markers").
 
-Also home of the text folding used by the intent matcher, so both agree on what a token is.
+Tokens are split here and folded with assistant.text.fold, the one fold every matcher uses.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,6 +19,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from .. import resources
+from ..text import fold  # noqa: F401 - re-exported: callers import fold from here
 
 DEFAULT_DIRECTORY = resources.shipped("intents")
 
@@ -33,38 +33,6 @@ CHAR_SCAN_CHARS = 1500  # letters like ø or ä settle a language quickly
 COUNT_FROM = 64  # tokens; see scores_from_tokens
 MIN_EVIDENCE = 2.0  # below this much profile weight we do not trust any language
 DEFAULT_PREFERENCE = 0.8  # the default wins if it scores at least this share of the best
-
-
-def _build_fold_table() -> dict[int, str]:
-    """Map accented letters to their base so "personopplysninger" == "personopplysninger"
-    typed without æøå, "löschung" == "loschung", "άρθρο" == "αρθρο"."""
-    table: dict[int, str] = {}
-    special = {"æ": "ae", "ø": "o", "œ": "oe", "ß": "ss", "đ": "d", "ł": "l", "þ": "th",
-               "ð": "d", "ı": "i", "ς": "σ"}
-    ranges = list(range(0x00C0, 0x0250)) + list(range(0x0370, 0x0400)) + list(range(0x1E00, 0x1F00))
-    for code in ranges:
-        char = chr(code).lower()
-        if char in special:
-            table[code] = special[char]
-            continue
-        base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
-        if base and base != chr(code):
-            table[code] = base.lower()
-    for char, repl in special.items():
-        table[ord(char)] = repl
-        if len(char.upper()) == 1:
-            table[ord(char.upper())] = repl
-    table[ord("å")] = "a"
-    table[ord("Å")] = "a"
-    return table
-
-
-_FOLD = _build_fold_table()
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip diacritics: the form cues and tokens are compared in."""
-    return text.lower().translate(_FOLD)
 
 
 def tokens(text: str) -> list[str]:

@@ -23,26 +23,22 @@ from pathlib import Path
 import numpy as np
 
 from .. import resources
+from ..vocabulary import INTENTS, is_reply_subject
 from .language import fold, folded_tokens, tokens
 
-INTENTS: tuple[str, ...] = (
-    "access", "erasure", "portability", "opt_out", "rectification", "restriction", "objection",
-    "question",
-)
 MODEL_FILE = "learned.npz"
 DEFAULT_MODEL = resources.shipped("intents") / MODEL_FILE  # where bench/train_learned.py writes
 # The request is nearly always in the first lines; the rest of a long mail is context or noise.
 MAX_TOKENS = 300
 STEM = 5  # a word's first letters stand for its inflections: slette, slettes, slettet -> slett
-REPLY_PREFIXES = ("re", "sv", "aw", "vs", "fw", "fwd", "tr", "antw")
 
 
 def _subject_words(subject: str) -> list[str]:
-    """A reply's subject repeats what we wrote; it says nothing about the new request."""
-    words = tokens(fold(subject or ""))
-    if words and words[0] in REPLY_PREFIXES:
+    """A reply's subject repeats what we wrote; it says nothing about the new request.
+    Replies are recognised exactly as the lexicons recognise them (vocabulary.REPLY_PREFIX_RE)."""
+    if is_reply_subject(subject):
         return []
-    return words
+    return tokens(fold(subject or ""))
 
 
 def _message_words(subject: str, text: str, words: list[str] | None = None) -> list[str]:
