@@ -10,26 +10,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import event as orm_event
+from sqlalchemy import inspect as orm_inspect
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from . import deadlines
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
+from .logs import get_logger
 from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
+from .understand.pii import mask_personal_numbers
+from .vocabulary import STAFF_VERIFICATION_METHODS, EventKind, Intent, VerificationMethod
+from .vocabulary import STATES as STATES  # re-exported: the states, as `dsr cases list --state`
 
-STATES: tuple[str, ...] = (
-    "received",
-    "awaiting_verification",
-    "verified",
-    "drafted",
-    "approved",
-    "answered",
-    "closed",
-    "rejected",
-)
 # The only moves a case can make; anything else is refused with a reason.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "received": frozenset({"awaiting_verification", "verified", "rejected", "closed"}),
@@ -42,9 +40,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "rejected": frozenset({"received", "awaiting_verification", "verified", "closed"}),
 }
 FINISHED_STATES = frozenset({"answered", "closed", "rejected"})
-VERIFICATION_METHODS = ("email_code", "known_channel", "id_document_seen")
+VERIFICATION_METHODS = STAFF_VERIFICATION_METHODS  # what staff may record; see vocabulary
 # Intents whose answer discloses nothing about the person: acting on them needs no ID check.
-NO_DISCLOSURE_INTENTS = frozenset({"opt_out"})
+NO_DISCLOSURE_INTENTS = frozenset({Intent.OPT_OUT.value})
+
+# Logged: references, states, event kinds, ids, organisation ids, systems. Never the requester's
+# address or name, nor any reason, note or text staff typed (they may quote the person).
+log = get_logger("cases")
 
 
 class CaseError(Exception):
@@ -83,18 +85,54 @@ def format_reference(prefix: str, year: int, seq: int) -> str:
 # -- events -----------------------------------------------------------------------------------
 
 
+def masked(value: Any) -> Any:
+    """Personal numbers out of any text staff or senders typed, inside lists and tables too.
+    The audit trail is append-only: a number written there could never be erased."""
+    if isinstance(value, str):
+        return mask_personal_numbers(value)
+    if isinstance(value, dict):
+        return {key: masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(item) for item in value]
+    return value
+
+
 def record_event(
     session: Session, case: Case | None, actor: str, kind: str, **detail: Any
 ) -> Event:
-    """Append to the audit trail. Detail must never hold message bodies or personal numbers."""
+    """Append to the audit trail. Detail never holds message bodies; every text in it and the
+    actor are masked here, before anything (a hash, a log line) is derived from them."""
+    detail = masked(json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
     event = Event(
         case_id=case.id if case is not None else None,
-        actor=actor,
-        kind=kind,
+        actor=masked(actor),
+        kind=EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
         detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
     session.add(event)
     return event
+
+
+# Events are masked in record_event (before their hash is taken); every other table is masked
+# here, on its way to the database, whichever code path set the text.
+_MASKED_TABLES = (Case, Draft, ErasureTask, Message)
+
+
+@orm_event.listens_for(OrmSession, "before_flush")
+def _mask_stored_text(session: OrmSession, _context: Any, _instances: Any) -> None:
+    """No personal number reaches a stored text column, from staff input or from a mail."""
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, _MASKED_TABLES):
+            continue
+        state = orm_inspect(obj)
+        for attr in state.mapper.column_attrs:
+            value = getattr(obj, attr.key, None)
+            if isinstance(value, str) and any(ch.isdigit() for ch in value):
+                if obj in session.dirty and not state.attrs[attr.key].history.has_changes():
+                    continue
+                clean = mask_personal_numbers(value)
+                if clean != value:
+                    setattr(obj, attr.key, clean)
 
 
 def _move(session: Session, case: Case, to_state: str, actor: str, kind: str, **detail: Any) -> None:
@@ -106,6 +144,8 @@ def _move(session: Session, case: Case, to_state: str, actor: str, kind: str, **
     case.updated_at = utcnow()
     session.add(case)
     record_event(session, case, actor, kind, **{"from": previous, "to": to_state}, **detail)
+    log.info("case moved", extra={"ref": case.ref, "event": kind, "from_state": previous,
+                                  "to_state": to_state})
 
 
 # -- opening ------------------------------------------------------------------------------------
@@ -128,6 +168,15 @@ def _set_deadlines(case: Case, settings: Settings, start: datetime | None) -> No
     case.legal_due, case.promised_due = d.legal_due, d.promised_due
     case.extension_notice_by, case.extended_due = d.extension_notice_by, d.extended_due
     case.due = d.extended_due if case.extended else d.due
+
+
+def _clock_start(settings: Settings, received_at: datetime,
+                 verified_at: datetime | None) -> datetime | None:
+    """When the case's clock starts, by deadlines.clock_start: the one rule, applied with the
+    organisation's cases.verification_clock setting."""
+    # Given datetimes, clock_start returns one of them (or None).
+    return cast("datetime | None",
+                deadlines.clock_start(received_at, verified_at, settings.cases.verification_clock))
 
 
 def needs_verification(intents: Iterable[str], settings: Settings) -> bool:
@@ -173,20 +222,23 @@ def open_case(
         channel=channel,
         received_at=received_at.astimezone(timezone.utc),
     )
-    clock_runs = settings.cases.verification_clock == "runs"
-    _set_deadlines(case, settings, received_at if clock_runs else None)
+    # Nobody is verified yet: the clock starts now only if it runs from receipt.
+    _set_deadlines(case, settings, _clock_start(settings, received_at, None))
     session.add(case)
     session.flush()
     record_event(
         session, case, actor, "opened", channel=channel, org=org.id, intents=labels,
         language=case.language, due=case.due,
     )
+    log.info("case opened", extra={"ref": case.ref, "org": org.id, "channel": channel,
+                                   "intents": labels, "unclear": unclear, "language": case.language,
+                                   "due": case.due})
     if needs_verification(labels, settings):
         _move(session, case, "awaiting_verification", actor, "verification_requested")
     else:
-        case.verification_method = "not_required"
-        if not clock_runs:
-            _set_deadlines(case, settings, received_at)
+        case.verification_method = VerificationMethod.NOT_REQUIRED.value
+        if case.clock_start is None:  # nothing to verify: as if verified on receipt
+            _set_deadlines(case, settings, _clock_start(settings, received_at, received_at))
         _move(session, case, "verified", actor, "verification_skipped",
               reason="the request discloses no personal data (opt-out)")
     if "erasure" in labels:
@@ -198,6 +250,7 @@ def create_erasure_tasks(session: Session, case: Case, systems: Iterable[str], a
     for system in systems:
         session.add(ErasureTask(case_id=case.id, system=system))
     record_event(session, case, actor, "erasure_checklist", systems=list(systems))
+    log.info("erasure checklist created", extra={"ref": case.ref, "systems": list(systems)})
 
 
 # -- lookups ------------------------------------------------------------------------------------
@@ -250,7 +303,7 @@ def verify(
     case.verified_at = moment
     case.verification_method = method
     if case.clock_start is None:
-        _set_deadlines(case, settings, moment)
+        _set_deadlines(case, settings, _clock_start(settings, case.received_at, moment))
     _move(session, case, "verified", by, "verified", method=method)
     return case
 
@@ -277,12 +330,13 @@ def extend(
         )
     previous_due = case.due
     case.extended = True
-    case.extension_reason = reason.strip()
+    case.extension_reason = mask_personal_numbers(reason.strip())
     case.due = case.extended_due
     case.updated_at = utcnow()
     session.add(case)
     record_event(session, case, by, "extended", reason=case.extension_reason,
                  previous_due=previous_due, due=case.due)
+    log.info("case extended", extra={"ref": case.ref, "previous_due": previous_due, "due": case.due})
     return case
 
 
@@ -328,6 +382,8 @@ def add_draft(session: Session, case: Case, *, kind: str, language: str, subject
                   quoted_sections=json.dumps(list(quoted_sections)))
     session.add(draft)
     session.flush()
+    log.info("draft added", extra={"ref": case.ref, "draft": draft.id, "kind": kind,
+                                   "language": language})
     if not notice and case.state in ("verified", "drafted", "approved", "answered"):
         _move(session, case, "drafted", actor, "drafted", draft=draft.id, draft_kind=kind)
     else:
@@ -370,6 +426,8 @@ def approve_draft(session: Session, ref: str, by: str, edited_body: str | None =
     draft.decided_by = by
     session.add(draft)
     _move(session, case, "approved", by, "approved", draft=draft.id, edited=edited_body is not None)
+    log.info("draft approved", extra={"ref": case.ref, "draft": draft.id, "kind": draft.kind,
+                                      "edited": edited_body is not None})
     return draft
 
 
@@ -388,6 +446,7 @@ def reject_draft(session: Session, ref: str, reason: str, by: str,
     draft.decided_by = by
     session.add(draft)
     _move(session, case, "rejected", by, "rejected", draft=draft.id, reason=draft.reason)
+    log.info("draft rejected", extra={"ref": case.ref, "draft": draft.id, "kind": draft.kind})
     return draft
 
 
@@ -402,7 +461,15 @@ def _decide_notice(session: Session, case: Case, draft: Draft, outcome: str, by:
     draft.decided_at, draft.decided_by = _now(now), by
     session.add(draft)
     record_event(session, case, by, f"notice_{outcome}", draft=draft.id, draft_kind=draft.kind)
+    log.info(f"notice {outcome}", extra={"ref": case.ref, "draft": draft.id, "kind": draft.kind})
     return draft
+
+
+def _log_checklist_settled(session: Session, case: Case) -> None:
+    """Say once every system is settled: that is when the erasure reply may be approved."""
+    tasks = erasure_tasks(session, case)
+    if tasks and all(t.state != "pending" for t in tasks):
+        log.info("erasure checklist settled", extra={"ref": case.ref, "systems": len(tasks)})
 
 
 def erasure_tasks(session: Session, case: Case) -> list[ErasureTask]:
@@ -425,6 +492,9 @@ def settle_erasure(session: Session, ref: str, system: str, outcome: str, by: st
             task.settled_by, task.settled_at = by, utcnow()
             session.add(task)
             record_event(session, case, by, f"erasure_{outcome}", system=task.system, law=law)
+            log.info("erasure settled", extra={"ref": case.ref, "system": task.system,
+                                               "outcome": outcome})
+            _log_checklist_settled(session, case)
             return task
     raise CaseError(f"case {case.ref} has no erasure task for system {system!r}")
 

@@ -16,18 +16,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from . import cases as case_engine
-from . import workflow
+from . import resources, workflow
 from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
+from .logs import get_logger, setup_logging
 from .store.db import StoreError, open_store, session_scope
+from .vocabulary import INTENTS, STAFF_CHANNELS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+
+# Never log argv: it holds requester addresses, names and what they said.
+log = get_logger("cli")
 
 
 class Refused(click.ClickException):
@@ -36,6 +42,7 @@ class Refused(click.ClickException):
     exit_code = EXIT_REFUSED
 
     def show(self, file: Any = None) -> None:
+        log.info("command refused: %s", self.format_message())
         click.echo(f"dsr: refused: {self.format_message()}", err=True)
 
 
@@ -45,7 +52,16 @@ class UsageProblem(click.ClickException):
     exit_code = EXIT_USAGE
 
     def show(self, file: Any = None) -> None:
+        log.info("command failed: %s", self.format_message())
         click.echo(f"dsr: error: {self.format_message()}", err=True)
+
+
+class DataProblem(UsageProblem):
+    """A data file (policy, lexicon, template, model) that `dsr check` rejects: exit 2 with the
+    bare `path:line: what is wrong`, the form editors jump to."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(" ".join(self.format_message().splitlines()), err=True)
 
 
 # -- shared plumbing ----------------------------------------------------------------------------
@@ -79,8 +95,24 @@ def settings() -> Settings:
             cached = load_settings(ctx.meta.get("dsr.config"))
         except ConfigError as exc:
             raise UsageProblem(str(exc)) from None
+        resources.configure(cached)  # the operator's [data] folders, for every loader's default
         ctx.meta["dsr.settings"] = cached
+        setup_logging(cached)
+        log.debug("command started", extra={"command": ctx.command_path})
     return cached
+
+
+def checked_settings() -> Settings:
+    """The settings, after `dsr check` passed on them (once per process): every command that
+    classifies or drafts calls this first, so a broken data file stops it with one line."""
+    from . import checks
+
+    conf = settings()
+    try:
+        checks.check_once(conf)
+    except checks.CheckError as exc:
+        raise DataProblem(str(exc)) from None
+    return conf
 
 
 @contextmanager
@@ -97,6 +129,11 @@ def store_session() -> Iterator[tuple[Settings, Session]]:
         raise Refused(str(exc)) from None
     except ConfigError as exc:
         raise UsageProblem(str(exc)) from None
+    except DBAPIError as exc:
+        # The database's own first line only: the statement and its parameters (addresses,
+        # names) never reach the terminal.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise UsageProblem(f"the database refused the change: {reason}") from None
 
 
 def parse_moment(value: str | None, option: str) -> datetime | None:
@@ -110,6 +147,27 @@ def parse_moment(value: str | None, option: str) -> datetime | None:
     if isinstance(parsed, datetime):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=OSLO)
     return datetime(parsed.year, parsed.month, parsed.day, 12, tzinfo=OSLO)
+
+
+# An edited reply is a letter, not a log: anything larger is the wrong file (or /dev/zero).
+MAX_TEXT_FILE_BYTES = 1_048_576
+
+
+def read_text_file(path: Path, option: str) -> str:
+    """A UTF-8 text file from the command line, refused in one line if it is anything else."""
+    try:
+        if not path.is_file():
+            raise UsageProblem(f"{option}: {path} is not a regular file")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TEXT_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageProblem(f"{option}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_TEXT_FILE_BYTES:
+        raise UsageProblem(f"{option}: {path} is larger than {MAX_TEXT_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageProblem(f"{option}: {path} is not UTF-8 text") from None
 
 
 def emit_json(data: Any) -> None:
@@ -166,6 +224,7 @@ def serve() -> None:
     Today this validates the configuration and brings the database schema up to date; the
     SMTP/IMAP listeners, the Slack bot, the worker and the scheduler come in later releases.
     """
+    checked_settings()
     with store_session() as (conf, _session):
         orgs = ", ".join(o.id for o in conf.organizations)
         click.echo(f"dsr: configuration valid; database ready; organisations: {orgs}", err=True)
@@ -176,6 +235,7 @@ def serve() -> None:
 @config_option
 def demo() -> None:
     """Send sample inquiries through the whole pipeline on a temporary database."""
+    checked_settings()
     not_built("dsr demo (it needs the SMTP channel)", "the email channel issue")
 
 
@@ -184,6 +244,7 @@ def demo() -> None:
 @config_option
 def import_(paths: tuple[Path, ...]) -> None:
     """Backfill mbox files, Maildirs or .eml files through the normal intake."""
+    checked_settings()
     not_built("dsr import", "the email channel issue")
 
 
@@ -204,6 +265,27 @@ def digest(now_text: str | None, to_stdout: bool) -> None:
     """Build the managers' digest of what is due."""
     parse_moment(now_text, "--now")
     not_built("dsr digest", "the deadlines-in-motion issue")
+
+
+@cli.command()
+@config_option
+def check() -> None:
+    """Validate the configuration and every data file it uses.
+
+    Policies (front matter, sections, intent tags; a configured policy that does not exist),
+    lexicons and language profiles (TOML, sections, phrases), mail templates (syntax, every
+    reply kind in every reply language, a trial render) and the learned model's shape. A
+    problem is one line on stderr, path:line: what is wrong, and exit code 2; all well prints a
+    summary. Commands that classify or draft run the same check first.
+    """
+    from . import checks
+
+    conf = settings()
+    try:
+        report = checks.run_checks(conf)
+    except checks.CheckError as exc:
+        raise DataProblem(str(exc)) from None
+    click.echo(report.summary())
 
 
 # -- deadline -----------------------------------------------------------------------------------
@@ -276,7 +358,7 @@ def classify(text: str | None, subject: str, to: str | None, jsonl: bool, eml: s
     (headers, MIME, HTML, quotes) and its subject and new text are classified; the language
     defaults to that of the organisation it was addressed to.
     """
-    conf = settings()
+    conf = checked_settings()
     if eml is not None:
         if text is not None or jsonl or subject or to:
             raise UsageProblem("--eml takes the subject, body and recipients from the message; "
@@ -385,9 +467,10 @@ def _classify_jsonl(conf: Settings, explain: bool) -> None:
                 to = to[0] if to else None
             if not isinstance(body, str) or not isinstance(subject, str):
                 raise ValueError("subject and body must be strings")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             failures += 1
-            click.echo(json.dumps({"id": None, "line": number, "error": str(exc)}))
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            click.echo(json.dumps({"id": None, "line": number, "error": reason}))
             continue
         result = _classify_one(conf, body, subject, to if isinstance(to, str) else None)
         out: dict[str, Any] = {"id": item.get("id"), "intents": list(result.intents),
@@ -469,8 +552,19 @@ def _print_case(data: dict[str, Any]) -> None:
         click.echo(f"    {e['at']}  {e['kind']:<24} {e['actor']}")
 
 
+def _short(limit: int) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback refusing values longer than the column that keeps them."""
+    def check(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise click.BadParameter(f"longer than {limit} characters", param=param)
+        if isinstance(value, str) and not value.strip() and param.required:
+            raise click.BadParameter("must not be empty", param=param)
+        return value
+    return check
+
+
 def _by_option(func: F) -> F:
-    return click.option("--by", "by", required=True, metavar="WHO",
+    return click.option("--by", "by", required=True, metavar="WHO", callback=_short(200),
                         help="Who is acting (recorded in the audit trail).")(func)
 
 
@@ -489,6 +583,7 @@ def _now_option(func: F) -> F:
 def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
     """Record that the requester's identity was verified."""
     now = parse_moment(now_text, "--now")
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.verify(session, conf, ref, method, by, now=now)
         click.echo(f"{case.ref} verified ({method}) by {by}; reply drafted for review")
@@ -503,6 +598,7 @@ def cases_verify(ref: str, method: str, by: str, now_text: str | None) -> None:
 def cases_extend(ref: str, reason: str, by: str, now_text: str | None) -> None:
     """Extend the deadline by two months; allowed only until the extension notice date."""
     now = parse_moment(now_text, "--now")
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.extend(session, conf, ref, reason, by, now=now)
         click.echo(f"{case.ref} extended to {case.due.isoformat() if case.due else '-'}; "
@@ -540,12 +636,11 @@ def cases_reopen(ref: str, by: str, reason: str | None) -> None:
 @click.option("--received", "received_text", default=None, metavar="ISO",
               help="When the request was made (default: now); the deadline runs from it.")
 @click.option("--channel", default="phone",
-              type=click.Choice(["phone", "chat", "letter", "in_person", "email", "slack"]),
+              type=click.Choice(STAFF_CHANNELS),
               help="How the request came in.")
 @click.option("--text", default=None, help="What they asked, in their words (classified).")
 @click.option("--intent", "intents", multiple=True,
-              type=click.Choice(["access", "erasure", "portability", "opt_out", "rectification",
-                                 "restriction", "objection", "question"]),
+              type=click.Choice(INTENTS),
               help="What they asked for (repeatable); overrides --text classification.")
 @_by_option
 @click.option("--json", "as_json", is_flag=True, help="Print the new case as JSON.")
@@ -554,9 +649,14 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
               channel: str, text: str | None, intents: tuple[str, ...], by: str,
               as_json: bool) -> None:
     """Log a request received by phone, chat, letter or in person."""
-    if "@" not in requester:
-        raise UsageProblem(f"--requester: {requester!r} is not an email address")
+    check_address(requester, "--requester")
+    if requester_name is not None and len(requester_name) > MAX_NAME_CHARS:
+        raise UsageProblem(f"--name: longer than {MAX_NAME_CHARS} characters")
+    if text is not None and len(text) > MAX_REQUEST_CHARS:
+        raise UsageProblem(f"--text: longer than {MAX_REQUEST_CHARS} characters; keep the request, "
+                           "not the whole conversation")
     received = parse_moment(received_text, "--received") or datetime.now(timezone.utc)
+    checked_settings()
     with store_session() as (conf, session):
         case = workflow.open_request(
             session, conf, org_id=org_id, channel=channel, received_at=received,
@@ -570,12 +670,29 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
         click.echo(f"{summary['ref']} opened ({summary['state']}), due {summary['due'] or 'at verification'}")
 
 
+MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a forward path
+MAX_NAME_CHARS = 200
+MAX_REQUEST_CHARS = 20_000
+
+
+def check_address(value: str, option: str) -> None:
+    """One line for an address the store or a mail server could not take; never echo the
+    value itself, it is personal data."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "." not in domain or any(ch.isspace() for ch in value.strip()):
+        raise UsageProblem(f"{option}: not an email address")
+    if len(value.strip()) > MAX_ADDRESS_CHARS:
+        raise UsageProblem(f"{option}: longer than {MAX_ADDRESS_CHARS} characters")
+
+
 @cases.command("erasure")
 @click.argument("ref")
-@click.option("--system", required=True, help="The system from the erasure checklist.")
+@click.option("--system", required=True, callback=_short(200),
+              help="The system from the erasure checklist.")
 @click.option("--done", "outcome", flag_value="done", help="The person's data was deleted there.")
 @click.option("--kept", "outcome", flag_value="kept", help="Data is kept because a law requires it.")
-@click.option("--law", default=None, help="With --kept: the law, e.g. bokføringsloven.")
+@click.option("--law", default=None, callback=_short(200),
+              help="With --kept: the law, e.g. bokføringsloven.")
 @click.option("--note", default=None, help="Optional note.")
 @_by_option
 @config_option
@@ -637,12 +754,8 @@ def drafts_list(as_json: bool, show_all: bool) -> None:
 @config_option
 def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
     """Approve the pending draft of a case (needs a verified requester)."""
-    edited = None
-    if edit_file is not None:
-        try:
-            edited = edit_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--edit-file: cannot read {edit_file}: {exc}") from None
+    edited = read_text_file(edit_file, "--edit-file") if edit_file is not None else None
+    checked_settings()
     with store_session() as (_conf, session):
         draft = case_engine.approve_draft(session, ref, by, edited_body=edited)
         click.echo(f"{ref.upper()}: draft {draft.id} approved by {by}")
@@ -655,6 +768,7 @@ def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
 @config_option
 def drafts_reject(ref: str, reason: str, by: str) -> None:
     """Reject the pending draft, and with it the request."""
+    checked_settings()
     with store_session() as (_conf, session):
         draft = case_engine.reject_draft(session, ref, reason, by)
         click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}")

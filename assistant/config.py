@@ -12,18 +12,18 @@ import json
 import os
 import stat
 import tomllib
-from difflib import get_close_matches
 from datetime import date
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = PACKAGE_DIR.parent
-DEFAULTS_FILE = PACKAGE_DIR / "default_config.toml"
+from . import resources
+
+DEFAULTS_FILE = resources.default_config()
 
 
 class ConfigError(Exception):
@@ -127,6 +127,43 @@ class CaseSettings(_Section):
     extra_closed_dates: list[date] = []
 
 
+    @model_validator(mode="after")
+    def _calendar_exists(self) -> CaseSettings:
+        """An unknown holiday country would fail at the first deadline; fail at start instead."""
+        from .deadlines import Calendar
+
+        try:
+            Calendar(self.holiday_country, self.holiday_subdiv, self.extra_closed_dates)
+        except ValueError as exc:
+            raise ValueError(f"holiday_country/holiday_subdiv: {exc}") from None
+        return self
+
+
+class LogSettings(_Section):
+    """Where diagnostics go: stderr, at this level, as text or one JSON object per line.
+
+    WARNING by default, not INFO: the one-shot commands promise exactly one line on stderr for a
+    refusal or a usage error, and print their own result; a service (`dsr serve`) sets INFO.
+    Addresses, phone numbers and personal numbers are redacted whatever is chosen here.
+    """
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class DataSettings(_Section):
+    """The operator's own data folders; each overrides the shipped one file by file."""
+
+    intents_dir: str | None = None
+    templates_dir: str | None = None
+    policies_dir: str | None = None
+
+
 class Organization(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
@@ -160,8 +197,11 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     cases: CaseSettings = CaseSettings()
+    log: LogSettings = LogSettings()
+    data: DataSettings = DataSettings()
     organizations: list[Organization] = Field(min_length=1)
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    config_file: Path | None = Field(default=None, exclude=True)  # for file:line in messages
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]
@@ -202,17 +242,20 @@ class Settings(BaseSettings):
                 return org
         return None
 
+    def resolve_path(self, value: str | None) -> Path | None:
+        """A path from the config file: a relative one is read next to that file."""
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.config_dir / path
+
     def policy_path(self, org: Organization) -> Path | None:
-        """Resolve a policy path: as given, next to the config file, in cwd, then built in."""
+        """The organisation's policy file: as given, next to the config file, in cwd, in the
+        operator's policies folder, then shipped; None when it has none or it is nowhere."""
         if not org.policy:
             return None
-        path = Path(org.policy)
-        if path.is_absolute():
-            return path
-        for base in (self.config_dir, Path.cwd(), PROJECT_ROOT):
-            if (base / path).exists():
-                return base / path
-        return PROJECT_ROOT / path
+        return resources.find_policy(org.policy, self.config_dir,
+                                      self.resolve_path(self.data.policies_dir))
 
 
 # A config file is a few KB; anything far larger is a wrong path (a log, a device, a dump).
@@ -351,13 +394,15 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     check_environment()
     data = _read_toml(DEFAULTS_FILE)
     config_dir = Path.cwd()
+    config_file: Path | None = None
     chosen = path if path is not None else os.environ.get("DSR_CONFIG") or None
     if chosen:
         file_path = Path(chosen).expanduser()
         data = _merge(data, _read_toml(file_path))
-        config_dir = file_path.resolve().parent
+        config_file = file_path.resolve()
+        config_dir = config_file.parent
     try:
-        return Settings(**data, config_dir=config_dir)
+        return Settings(**data, config_dir=config_dir, config_file=config_file)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, data)) from None
     except SettingsError as exc:  # the environment source could not read a value

@@ -16,11 +16,12 @@ import calendar as _stdlib_calendar
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
+
+from .vocabulary import ClockMode
 
 OSLO = ZoneInfo("Europe/Oslo")
 
@@ -29,13 +30,6 @@ DEFAULT_PROMISE_DAYS = 30
 
 # Reg. 1182/71 names Saturdays and Sundays explicitly, whatever the country's holiday list says.
 _WEEKEND = frozenset({5, 6})
-
-
-class ClockMode(StrEnum):
-    """Whether the clock waits for ID: EU guidance is unsettled, so it is a setting."""
-
-    RUNS = "runs"  # counts from receipt (default; the cautious reading of Art. 12(3))
-    FROM_VERIFICATION = "from_verification"  # the UK ICO reading: counts once ID is verified
 
 
 @dataclass(frozen=True)
@@ -280,7 +274,8 @@ def clock_start(
 ) -> datetime | date | None:
     """When the clock starts under the organisation's setting; None = not started yet.
 
-    With "from_verification", ID checked before the request arrived (a known, logged-in
+    The one rule: cases.py asks it when a case opens (nobody verified yet), when verification
+    is skipped (as if verified on receipt) and when the requester is verified. With "from_verification", ID checked before the request arrived (a known, logged-in
     customer) cannot start the clock earlier than receipt, so the later of the two is used.
     """
     mode = ClockMode(mode)
@@ -314,6 +309,11 @@ def case_deadlines(
 _PARSE_EXAMPLES = "2026-02-01, 2026-02-01T10:00, 2026-01-31T23:30:00Z or 2026-02-01T00:30+01:00"
 
 
+# Receipt years a request can have: the deadlines (three months on, in Oslo time) and the
+# holiday tables must exist for them; year 1 or 9999 would overflow the calendar.
+MIN_YEAR, MAX_YEAR = 1900, 9000
+
+
 def parse_received(text: str) -> datetime | date:
     """Parse the CLI's --received: a date (an Oslo day), a naive (Oslo) or an offset date-time."""
     if not isinstance(text, str):
@@ -322,12 +322,14 @@ def parse_received(text: str) -> datetime | date:
     if not cleaned:
         raise ValueError(f"empty receipt time; expected ISO 8601 such as {_PARSE_EXAMPLES}")
     try:
-        return date.fromisoformat(cleaned)
+        parsed: datetime | date = date.fromisoformat(cleaned)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not an ISO 8601 date or date-time; expected e.g. {_PARSE_EXAMPLES}"
-        ) from None
+        try:
+            parsed = datetime.fromisoformat(cleaned)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an ISO 8601 date or date-time; expected e.g. {_PARSE_EXAMPLES}"
+            ) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise ValueError(f"the year {parsed.year} is outside {MIN_YEAR}-{MAX_YEAR}")
+    return parsed

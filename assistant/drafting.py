@@ -15,19 +15,25 @@ from __future__ import annotations
 import re
 import textwrap
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template
 
-from assistant.understand.policies import INTENTS, Policy, Section, search, sections_for_intent
+from assistant import resources
+from assistant.understand.policies import Policy, Section, search, sections_for_intent
+from assistant.vocabulary import INTENTS, RIGHTS_ORDER
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATES = REPO_ROOT / "mail_templates"
-DEFAULT_POLICIES = REPO_ROOT / "policies"
+# The shipped folders. The drafts' default is resources.layers("mail_templates"): the
+# operator's templates folder (config [data] templates_dir) over the shipped one.
+DEFAULT_TEMPLATES = resources.shipped("mail_templates")
+DEFAULT_POLICIES = resources.shipped("policies")
+# One folder, several (first wins, file by file), or None for the configured layers.
+TemplateDirs = Path | Sequence[Path] | None
 
 DEFAULT_LANGUAGE = "nb"
 # Languages a Norwegian reader answers in bokmål when no template folder exists for them.
@@ -35,11 +41,6 @@ SCANDINAVIAN = frozenset({"nb", "nn", "no", "sv", "da"})
 _ALIASES = {"nob": "nb", "nor": "nb", "no": "nb", "nno": "nn", "swe": "sv", "dan": "da",
             "eng": "en"}
 
-# Rights in the order of the GDPR articles, so a mail covering several reads like the law.
-RIGHTS_ORDER: tuple[str, ...] = (
-    "access", "rectification", "erasure", "restriction", "portability", "objection", "opt_out",
-    "question",
-)
 QUOTES_PER_INTENT = 2
 QUOTES_PER_QUESTION = 3
 QUOTE_WIDTH = 76
@@ -85,14 +86,33 @@ def _normalise_language(code: str | None) -> str:
     return _ALIASES.get(primary, primary)
 
 
-def _has_templates(templates_dir: Path, language: str) -> bool:
-    folder = Path(templates_dir) / language
-    return bool(language) and folder.is_dir() and any(folder.glob("*.j2"))
+def template_dirs(templates_dir: TemplateDirs = None) -> tuple[Path, ...]:
+    """The template folders to use, first wins: as given, or the configured layers."""
+    if templates_dir is None:
+        return resources.layers("mail_templates")
+    if isinstance(templates_dir, str | Path):
+        return (Path(templates_dir),)
+    return tuple(Path(d) for d in templates_dir)
 
 
-def reply_language(request_language: str, templates_dir: Path = DEFAULT_TEMPLATES) -> str:
+def _has_templates(templates_dir: TemplateDirs, language: str) -> bool:
+    if not language:
+        return False
+    folders = [d / language for d in template_dirs(templates_dir)]
+    return any(folder.is_dir() and any(folder.glob("*.j2")) for folder in folders)
+
+
+def languages(templates_dir: TemplateDirs = None) -> tuple[str, ...]:
+    """The languages we can answer in: folders with templates, in any layer."""
+    found = {p.name for d in template_dirs(templates_dir) if d.is_dir() for p in d.iterdir()
+             if p.is_dir() and any(p.glob("*.j2"))}
+    return tuple(sorted(found))
+
+
+def reply_language(request_language: str, templates_dir: TemplateDirs = None) -> str:
     """The language we answer in: the request's own if we have templates for it; nynorsk,
     Swedish and Danish readers get bokmål; anyone else gets English if it exists."""
+    templates_dir = template_dirs(templates_dir)
     language = _normalise_language(request_language)
     if _has_templates(templates_dir, language):
         return language
@@ -101,18 +121,25 @@ def reply_language(request_language: str, templates_dir: Path = DEFAULT_TEMPLATE
     return "en" if _has_templates(templates_dir, "en") else DEFAULT_LANGUAGE
 
 
+def labels_path(dirs: tuple[Path, ...], language: str) -> Path:
+    """The labels.toml in use for a language: the first layer's that has one."""
+    found = [d / language / "labels.toml" for d in dirs]
+    return next((p for p in found if p.is_file()), found[-1])
+
+
 @lru_cache(maxsize=32)
-def _labels(templates_dir: Path, language: str) -> dict[str, Any]:
-    path = Path(templates_dir) / language / "labels.toml"
+def _labels(dirs: tuple[Path, ...], language: str) -> dict[str, Any]:
+    path = labels_path(dirs, language)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: cannot read labels: {exc}") from exc
 
 
-def format_date(d: date, language: str, templates_dir: Path = DEFAULT_TEMPLATES) -> str:
+def format_date(d: date, language: str, templates_dir: TemplateDirs = None) -> str:
     """Write a date as a reader of that language expects: '2. mars 2026', '2 March 2026'."""
-    labels = _labels(Path(templates_dir), reply_language(language, templates_dir))
+    dirs = template_dirs(templates_dir)
+    labels = _labels(dirs, reply_language(language, dirs))
     month = labels["months"][d.month - 1]
     return labels["date_format"].format(day=d.day, month=month, year=d.year)
 
@@ -154,9 +181,11 @@ def _join_and(items: Any, word: str) -> str:
 
 
 @lru_cache(maxsize=16)
-def _environment(templates_dir: Path, language: str) -> Environment:
+def environment(dirs: tuple[Path, ...], language: str) -> Environment:
+    """The Jinja environment of one language: a template in an earlier folder wins over the
+    shipped one of the same name, the rest come from the shipped folder."""
     env = Environment(
-        loader=FileSystemLoader(str(Path(templates_dir) / language)),
+        loader=ChoiceLoader([FileSystemLoader(str(d / language)) for d in dirs]),
         autoescape=False,  # plain-text mail; HTML is stripped from values by finalize
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -164,7 +193,7 @@ def _environment(templates_dir: Path, language: str) -> Environment:
         keep_trailing_newline=True,
         finalize=_no_html,
     )
-    labels = _labels(Path(templates_dir), language)
+    labels = _labels(dirs, language)
     env.filters["quote"] = quote_block
     env.filters["join_and"] = lambda items: _join_and(items, labels.get("and", "and"))
     env.globals["labels"] = labels
@@ -177,9 +206,9 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
-def _render(templates_dir: Path, language: str, name: str, context: dict[str, Any]
+def _render(templates_dir: tuple[Path, ...], language: str, name: str, context: dict[str, Any]
             ) -> tuple[str, str]:
-    env = _environment(Path(templates_dir), language)
+    env = environment(templates_dir, language)
     template: Template = env.get_template(name)
     ctx = template.new_context(context)
     subject = "".join(template.blocks["subject"](ctx)).strip()
@@ -187,7 +216,8 @@ def _render(templates_dir: Path, language: str, name: str, context: dict[str, An
     return " ".join(subject.split()), _tidy(body)
 
 
-def _base_context(org: OrgInfo, ref: str, language: str, templates_dir: Path) -> dict[str, Any]:
+def _base_context(org: OrgInfo, ref: str, language: str, templates_dir: tuple[Path, ...]
+                  ) -> dict[str, Any]:
     return {
         "org": org,
         "ref": ref,
@@ -202,9 +232,10 @@ def _base_context(org: OrgInfo, ref: str, language: str, templates_dir: Path) ->
 
 def draft_acknowledgement(
     org: OrgInfo, ref: str, due: date, language: str, code: str | None,
-    verification_needed: bool, templates_dir: Path = DEFAULT_TEMPLATES,
+    verification_needed: bool, templates_dir: TemplateDirs = None,
 ) -> Draft:
     """Receipt with the reference, the date we answer by and, if needed, how to prove identity."""
+    templates_dir = template_dirs(templates_dir)
     lang = reply_language(language, templates_dir)
     context = _base_context(org, ref, lang, templates_dir) | {
         "due": format_date(due, lang, templates_dir),
@@ -217,10 +248,11 @@ def draft_acknowledgement(
 
 def draft_verification(
     org: OrgInfo, ref: str, language: str, code: str | None, due: date | None = None,
-    templates_dir: Path = DEFAULT_TEMPLATES,
+    templates_dir: TemplateDirs = None,
 ) -> Draft:
     """Ask the requester to confirm who they are (a one-time code, or a reply from the address
     we already know) without asking for ID copies by default."""
+    templates_dir = template_dirs(templates_dir)
     lang = reply_language(language, templates_dir)
     context = _base_context(org, ref, lang, templates_dir) | {
         "code": code,
@@ -232,9 +264,10 @@ def draft_verification(
 
 def draft_extension(
     org: OrgInfo, ref: str, language: str, new_due: date, reason: str,
-    templates_dir: Path = DEFAULT_TEMPLATES,
+    templates_dir: TemplateDirs = None,
 ) -> Draft:
     """Tell the requester within the first month that we need more time, why, and until when."""
+    templates_dir = template_dirs(templates_dir)
     lang = reply_language(language, templates_dir)
     context = _base_context(org, ref, lang, templates_dir) | {
         "new_due": format_date(new_due, lang, templates_dir),
@@ -291,7 +324,7 @@ def _items(policy: Policy | None, intents: list[str], question: str | None,
 def draft_reply(
     org: OrgInfo, policy: Policy | None, ref: str, intents: list[str], language: str, due: date,
     question: str | None = None, extended_due: date | None = None,
-    extension_reason: str | None = None, templates_dir: Path = DEFAULT_TEMPLATES,
+    extension_reason: str | None = None, templates_dir: TemplateDirs = None,
     verified: bool = False,
 ) -> Draft:
     """The answer to a request: one mail covering every intent, quoting the organisation's own
@@ -299,9 +332,10 @@ def draft_reply(
     No intents means we did not understand the request: ask, and list the rights.
     `verified` says the requester's identity is already confirmed, so the reply does not
     promise to act only once it is."""
+    templates_dir = template_dirs(templates_dir)
     lang = reply_language(language, templates_dir)
     ordered = _ordered_intents(list(intents))
-    labels = _labels(Path(templates_dir), lang)
+    labels = _labels(templates_dir, lang)
     shown_due = extended_due or due
     context = _base_context(org, ref, lang, templates_dir) | {
         "due": format_date(shown_due, lang, templates_dir),

@@ -22,10 +22,14 @@ from . import cases
 from .config import Organization, Settings
 from .drafting import Draft as DraftText
 from .drafting import OrgInfo, draft_extension, draft_reply
+from .logs import get_logger
 from .store.models import Case, Draft, Message
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
 from .understand.policies import Policy, load_policy
+
+# What a person wrote passes through here; only its outcome (intents, ids, sizes) is logged.
+log = get_logger("workflow")
 
 
 def org_info(org: Organization, policy: Policy | None = None) -> OrgInfo:
@@ -71,6 +75,7 @@ def open_request(
     org = settings.organization(org_id)
     language: str | None = None
     unclear = False
+    classified = intents is None
     if intents is None:
         result = understand_text(body, subject=subject, default_language=org.language)
         intents, language, unclear = list(result.intents), result.language, result.unclear
@@ -79,10 +84,15 @@ def open_request(
         requester=requester, requester_name=requester_name, intents=intents, language=language,
         unclear=unclear or not intents, actor=actor,
     )
+    log.debug("request understood", extra={
+        "ref": case.ref, "intents": intents, "language": case.language, "unclear": case.unclear,
+        "by": "classifier" if classified else "staff"})
     if body or subject:
-        record_request_text(session, case, channel=channel, received_at=received_at,
-                            subject=subject, body=body, requester=requester)
+        message = record_request_text(session, case, channel=channel, received_at=received_at,
+                                      subject=subject, body=body, requester=requester)
         session.flush()
+        log.debug("request text kept", extra={"ref": case.ref, "message_id": message.id,
+                                              "chars": len(body) + len(subject)})
     if case.state == "verified":
         draft_for_case(session, settings, case, actor=actor)
     return case
@@ -115,6 +125,8 @@ def compose(session: Session, settings: Settings, case: Case) -> DraftText:
 
 def draft_for_case(session: Session, settings: Settings, case: Case, actor: str = "dsr") -> Draft:
     text = compose(session, settings, case)
+    log.debug("reply composed", extra={"ref": case.ref, "kind": text.kind, "language": text.language,
+                                       "quoted_sections": len(text.quoted_sections)})
     return cases.add_draft(session, case, kind=text.kind, language=text.language,
                            subject=text.subject, body=text.body,
                            quoted_sections=text.quoted_sections, actor=actor)

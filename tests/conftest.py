@@ -87,3 +87,12 @@ def settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setenv("DSR_DATABASE__URL", db_url)
     return load_settings(None)
+
+
+@pytest.fixture(autouse=True)
+def _shipped_data_only() -> Iterator[None]:
+    """An operator's [data] folders configured by one test never reach the next."""
+    from assistant import resources
+
+    yield
+    resources.reset()

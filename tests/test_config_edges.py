@@ -3,6 +3,7 @@ exit code 2, never a traceback. And no command arguments, however odd, end in a 
 
 from __future__ import annotations
 
+import json
 import string
 import subprocess
 import sys
@@ -134,3 +135,70 @@ def test_no_arguments_end_in_a_traceback(tmp_path, command, rest):
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"dsr {args!r} raised {result.exception!r}") from result.exception
     assert result.exit_code in (0, 1, 2), (args, result.output)
+
+
+# -- inputs the probe found that gave tracebacks -----------------------------------------------
+
+
+@pytest.mark.parametrize("received", ["9999-12-31", "0001-01-01", "0001-01-01T00:00+05:00",
+                                      "9999-12-31T23:59+14:00"])
+def test_receipt_years_outside_the_calendar_are_a_usage_error(received):
+    result = CliRunner().invoke(cli, ["deadline", "--received", received])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "outside" in result.output
+
+
+@pytest.mark.parametrize("table, words", [
+    ('[cases]\nholiday_country = "XX"\n', ["cases", "XX"]),
+    ('[cases]\nholiday_country = "NO"\nholiday_subdiv = "ZZ"\n', ["cases", "ZZ"]),
+])
+def test_a_holiday_calendar_that_does_not_exist_is_refused_at_start(tmp_path, table, words):
+    path = tmp_path / "dsr.toml"
+    path.write_text(table, encoding="utf-8")
+    result = run_dsr(["--config", str(path), "deadline", "--received", "2026-01-05"], tmp_path)
+    assert_one_line_error(result, *words)
+
+
+def test_deeply_nested_json_lines_are_reported_not_crashed():
+    lines = "[" * 100_000 + "\n" + '{"id": "ok", "body": "Slett meg"}\n'
+    result = CliRunner().invoke(cli, ["classify", "--jsonl"], input=lines)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    out = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert out[0]["error"] == "nested too deeply" and out[1]["id"] == "ok"
+
+
+def test_an_edit_file_that_is_a_device_is_refused(tmp_path):
+    result = CliRunner().invoke(cli, ["drafts", "approve", "DSR-2026-0001", "--by", "ola",
+                                      "--edit-file", "/dev/zero"],
+                                env={"DSR_DATABASE__URL": f"sqlite:///{tmp_path}/dsr.db"})
+    assert result.exit_code == 2 and "not a regular file" in result.output
+
+
+@pytest.mark.parametrize("extra, option", [
+    (["--requester", "a" * 300 + "@example.no"], "--requester"),
+    (["--requester", "not an address"], "--requester"),
+    (["--requester", "a@b.no", "--name", "N" * 201], "--name"),
+    (["--requester", "a@b.no", "--text", "slett " * 5000], "--text"),
+])
+def test_values_too_long_for_the_store_are_refused_without_echoing_them(tmp_path, extra, option):
+    args = ["cases", "new", "--org", "branninfo", "--by", "ola"] + extra
+    result = CliRunner().invoke(cli, args, env={"DSR_DATABASE__URL": f"sqlite:///{tmp_path}/d.db"})
+    assert result.exit_code == 2 and option in result.output
+    assert "aaaaaaaaaa" not in result.output and "NNNNNNNNNN" not in result.output
+
+
+def test_a_too_long_actor_is_refused(tmp_path):
+    args = ["cases", "new", "--org", "branninfo", "--by", "x" * 201, "--requester", "a@b.no",
+            "--intent", "access"]
+    result = CliRunner().invoke(cli, args, env={"DSR_DATABASE__URL": f"sqlite:///{tmp_path}/d.db"})
+    assert result.exit_code == 2 and "--by" in result.output
+
+
+def test_a_one_word_question_of_80_kb_finds_nothing_instead_of_searching_for_minutes():
+    from assistant.config import load_settings
+    from assistant.understand.policies import load_policy, search
+
+    settings_ = load_settings(None)
+    policy = load_policy(settings_.policy_path(settings_.organization("branninfo")))
+    assert search(policy, "x" * 80_000) == []
+    assert search(policy, "hvor lenge lagrer dere telefonopptak " + "y" * 80_000)

@@ -123,3 +123,60 @@ def test_only_the_valid_numbers_are_replaced(before: str, spaced: bool, after: s
         rebuilt += [text[cursor:start], FNR_MASK]
         cursor = end
     assert masked == "".join(rebuilt) + text[cursor:]
+
+
+# -- every spelling people use ----------------------------------------------------------------
+
+SEPARATORS = [" ", "  ", "\t", ".", "-", "\u2013", "\u2014", "\u2212", "\u2011", "\u00a0",
+              "\u200b", "\n", " \n", "\r\n", " - ", "\u00ad"]
+H_NUMBER = make_fnr("014590")  # H-number: month 05 + 40
+
+
+def spell(number: str, cuts: list[int], separators: list[str], fullwidth: bool) -> str:
+    """The number split at `cuts` and joined with `separators`, maybe in fullwidth digits."""
+    if fullwidth:
+        number = "".join(chr(0xFF10 + int(d)) for d in number)
+    parts, previous = [], 0
+    for cut in sorted(set(cuts)):
+        parts.append(number[previous:cut])
+        previous = cut
+    parts.append(number[previous:])
+    out = parts[0]
+    for index, part in enumerate(parts[1:]):
+        out += separators[index % len(separators)] + part
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    number=st.sampled_from([FNR, FNR_OTHER, D_NUMBER, H_NUMBER]),
+    cuts=st.lists(st.integers(min_value=1, max_value=10), max_size=5),
+    separators=st.lists(st.sampled_from(SEPARATORS), min_size=1, max_size=3),
+    fullwidth=st.booleans(),
+    before=st.text(alphabet="abcæøå ,:;()!?\n", max_size=30),
+    after=st.text(alphabet="abcæøå ,:;()!?\n", max_size=30),
+)
+def test_every_spelling_of_a_number_is_masked(number, cuts, separators, fullwidth, before, after):
+    text = f"{before} {spell(number, cuts, separators, fullwidth)} {after}"
+    masked = mask_personal_numbers(text)
+    assert FNR_MASK in masked
+    assert not any(ch.isdigit() for ch in masked), masked
+
+
+@pytest.mark.parametrize("spelling", [
+    f"{FNR[:6]}.{FNR[6:]}", f"{FNR[:6]}  {FNR[6:]}", f"{FNR[:6]}\t{FNR[6:]}",
+    f"{FNR[:6]}\n{FNR[6:]}", f"{FNR[:2]} {FNR[2:4]} {FNR[4:6]} {FNR[6:]}",
+    f"{FNR[:6]}\u2013{FNR[6:]}", f"{FNR[:6]}\u200b{FNR[6:]}",
+    "".join(chr(0xFF10 + int(d)) for d in FNR), f"{FNR[:6]} {FNR[6:9]} {FNR[9:]}",
+])
+def test_the_spellings_the_probe_found(spelling):
+    assert mask_personal_numbers(f"fnr: {spelling}.") == f"fnr: {FNR_MASK}."
+
+
+def test_h_numbers_are_masked():
+    assert mask_personal_numbers(f"H-nummer {H_NUMBER}") == f"H-nummer {FNR_MASK}"
+
+
+def test_a_number_inside_a_longer_grouped_number_is_left_alone():
+    text = f"konto {FNR[:6]}{FNR[6:]}9 og ordre 1{FNR[:6]} {FNR[6:]}"
+    assert mask_personal_numbers(text) == text

@@ -39,6 +39,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from assistant.mail.safe import safe_id, safe_line, safe_text
 from assistant.understand.pii import mask_personal_numbers
 from assistant.understand.reply_parser import strip_quotes_and_signature
+from assistant.vocabulary import strip_reply_prefixes
 
 __all__ = [
     "Attachment",
@@ -357,8 +358,8 @@ def _return_path(msg: Message) -> str | None:
 
 # --------------------------------------------------------------------------- auto detection
 
+# Matched after vocabulary.strip_reply_prefixes, so "SV: Autosvar: ..." reads like the lexicons read it.
 _AUTO_SUBJECT = re.compile(
-    r"^(?:(?:re|sv|aw|vs|fw|fwd|vb)\s*:\s*)*"
     r"(?:autosvar|automatisk svar|automatiskt svar|auto(?:matic)?[- ]?reply|"
     r"auto[- ]?response|autoreply|fravær|fråvær|frånvaro|out of (?:the )?office|"
     r"abwesenheit|ikke på kontoret|ute av kontoret|borte fra kontoret)",
@@ -415,7 +416,7 @@ def auto_reason(msg: Message, from_addr: str = "", subject: str = "") -> str | N
         return "noreply-sender"
     if _BOUNCE_SUBJECT.search(subject):
         return "bounce"
-    if _AUTO_SUBJECT.match(subject.strip()):
+    if _AUTO_SUBJECT.match(strip_reply_prefixes(subject.strip())):
         return "auto-reply-subject"
     return None
 

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Package data of this package (no __init__.py), found the way assistant/resources.py finds the
+# rest; asked here because the store imports nothing else of the package (DESIGN.md).
+MIGRATIONS = Path(str(files(__package__) / "migrations"))
 # Any constant works; it only has to be the same for every dsr process on the database.
 _MIGRATION_LOCK_KEY = 0x6473720001
+# The store imports nothing else of the package, so it names its logger itself (under "dsr", which
+# assistant.logs redacts and sends to stderr). URLs are logged with the password hidden.
+log = logging.getLogger("dsr.store")
 
 
 class StoreError(Exception):
@@ -59,10 +67,22 @@ def upgrade(engine: Engine) -> None:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
             cfg.attributes["connection"] = connection
+            before = MigrationContext.configure(connection).get_current_revision()
             command.upgrade(cfg, "head")
+            after = MigrationContext.configure(connection).get_current_revision()
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
         raise StoreError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: {reason}") from None
+    if before != after:
+        log.info("database migrated", extra={"url": _safe_url(engine), "from_revision": before,
+                                             "to_revision": after})
+    else:
+        log.debug("database schema at head", extra={"url": _safe_url(engine), "revision": after})
+
+
+def _safe_url(engine: Engine) -> str:
+    """The URL as an operator may see it: never the password."""
+    return engine.url.render_as_string(hide_password=True)
 
 
 _engines: dict[str, Engine] = {}
@@ -75,6 +95,8 @@ def open_store(url: str) -> Engine:
         engine = make_engine(url)
         upgrade(engine)
         _engines[url] = engine
+        log.info("database opened", extra={"url": _safe_url(engine),
+                                           "backend": engine.dialect.name})
     return engine
 
 

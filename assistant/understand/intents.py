@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -45,15 +44,21 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import Levenshtein
 
-from .language import TOKEN_RE, decide_language, fold, fold_words, folded_tokens, scores_from_tokens
-
-INTENTS: tuple[str, ...] = (
-    "access", "erasure", "portability", "opt_out",
-    "rectification", "restriction", "objection", "question",
+from .. import resources
+from ..vocabulary import INTENTS, Intent, is_reply_subject
+from .language import (
+    TOKEN_RE,
+    decide_language,
+    fold,
+    fold_words,
+    folded_tokens,
+    read_toml,
+    scores_from_tokens,
 )
-ACTION_INTENTS = frozenset(INTENTS) - {"question"}
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "intents"
+ACTION_INTENTS = frozenset(INTENTS) - {Intent.QUESTION}
+
+DEFAULT_DIRECTORY = resources.shipped("intents")  # the shipped lexicons; see resources.layers
 MAX_SCORED_CHARS = 20_000  # a 5 MB mail is scored on its start: requests come first
 THRESHOLD = 0.6  # confidence needed to act (a cue of weight 1.0 alone reaches 0.63)
 SIGNAL = 0.25  # below this confidence there is no signal at all, not even "unclear"
@@ -74,9 +79,6 @@ _ACTION_OF = {intent: ACTION + intent for intent in INTENTS}
 OBJECT = "object:"  # cue.intent prefix of an object word ("object:any", "object:restriction")
 CLAUSE_REACH = 3  # a conjunction starts a new clause when an action begins this close after it
 FRAME_BOOST = 1.6  # a cue in a sentence that asks us for something ("jeg ber om", "please")
-# A reply's subject repeats the subject of the mail it answers: it is not what the sender asks now.
-_REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|sv|aw|vs|fw|fwd|tr|antw|vb|videresend)\s*(?:\[\d+\])?\s*:\s*)+",
-                            re.IGNORECASE)
 
 _NORDIC = frozenset({"nb", "nn", "da", "sv", "en", "common"})
 # Which lexicons a message's typos are corrected against, by detected language.
@@ -271,43 +273,74 @@ def _parse_phrase(phrase: str) -> tuple[bool, list[str]]:
     return weak, parts
 
 
-def _read_files(directory: Path) -> list[tuple[str, str, str, float]]:
+def lexicon_files(directories: tuple[Path, ...]) -> list[Path]:
+    """The lexicon files in use: *.toml over the folders, file by file (an operator's nb.toml
+    replaces the shipped nb.toml, the other shipped files stay)."""
+    return resources.merged_files(directories, "*.toml")
+
+
+def _read_files(files: list[Path]) -> list[tuple[str, str, str, float]]:
     """(source, section, phrase, weight) from every lexicon file except languages.toml."""
     rows: list[tuple[str, str, str, float]] = []
-    for path in sorted(directory.glob("*.toml")):
+    for path in files:
         if path.name == "languages.toml":
             continue
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = read_toml(path)
         for section, entries in data.items():
             if not isinstance(entries, dict):
                 continue
-            for name, phrases in _sections(path.name, section, entries):
-                for phrase, weight in phrases.items():
-                    rows.append((path.stem, name, phrase, float(weight)))
+            try:
+                for name, phrases in _sections(path.name, section, entries):
+                    rows.extend((path.stem, name, phrase, _weight(phrase, weight))
+                                for phrase, weight in phrases.items())
+            except ValueError as exc:
+                raise ValueError(f"{path}:{_line_of(path, exc.args[1])}: {exc.args[0]}") from None
     return rows
 
 
+def _weight(phrase: str, weight: object) -> float:
+    """A cue's weight is a number, and the phrase has a word to match (else it never could)."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise ValueError(f"phrase {phrase!r}: weight must be a number, not {weight!r}", phrase)
+    if not any(part != GAP for part in _parse_phrase(phrase)[1]):
+        raise ValueError(f"phrase {phrase!r} has no word to match", phrase)
+    return float(weight)
+
+
+def _line_of(path: Path, needle: str) -> str:
+    """The first line of the file that mentions `needle` (a section or phrase), for messages."""
+    try:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if needle and needle in line:
+                return str(number)
+    except OSError:
+        pass
+    return "1"
+
+
 def _sections(file: str, section: str, entries: dict) -> list[tuple[str, dict]]:
-    """A file's sections as (cue intent, phrases); [action.erasure] becomes "action:erasure"."""
+    """A file's sections as (cue intent, phrases); [action.erasure] becomes "action:erasure".
+    An unknown section raises ValueError(message, the header text to find its line by)."""
     if section in COMPOSED_SECTIONS:
         found = []
         for sub, phrases in entries.items():
             allowed = INTENTS if section == "action" else (*INTENTS, "any")
             if sub not in allowed or not isinstance(phrases, dict):
-                raise ValueError(f"{file}: unknown section [{section}.{sub}] ({_HEADER_NOTE})")
+                raise ValueError(f"unknown section [{section}.{sub}] ({_HEADER_NOTE})",
+                                 f"{section}.{sub}")
             found.append((f"{section}:{sub}", phrases))
         return found
     if section not in INTENTS and section not in SPECIAL_SECTIONS:
-        raise ValueError(f"{file}: unknown section [{section}] ({_HEADER_NOTE})")
+        raise ValueError(f"unknown section [{section}] ({_HEADER_NOTE})", f"[{section}")
     return [(section, entries)]
 
 
-def _known_words(directory: Path) -> frozenset[str]:
+def _known_words(files: list[Path]) -> frozenset[str]:
     """Function words never fuzzy-match a cue ("sende" is not a typo of "slette")."""
-    path = directory / "languages.toml"
-    if not path.exists():
+    path = next((p for p in files if p.name == "languages.toml"), None)
+    if path is None:
         return frozenset()
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data = read_toml(path)
     words: set[str] = set()
     for profile in data.values():
         if isinstance(profile, dict):
@@ -338,15 +371,22 @@ def _merge_duplicates(cues: list[Cue]) -> list[Cue]:
     return list(best.values())
 
 
-@lru_cache(maxsize=8)
 def load_lexicon(directory: Path | None = None) -> Lexicon:
-    """Compile every intents/*.toml lexicon once (cached per directory)."""
-    directory = Path(directory) if directory else DEFAULT_DIRECTORY
+    """Compile every intents/*.toml lexicon once (cached per set of folders). By default the
+    operator's intents folder laid over the shipped one (resources.layers); a mistake in a file
+    raises ValueError as `path:line: what is wrong`."""
+    directories = (Path(directory),) if directory else resources.layers("intents")
+    return _load_lexicon(directories)
+
+
+@lru_cache(maxsize=8)
+def _load_lexicon(directories: tuple[Path, ...]) -> Lexicon:
+    files = lexicon_files(directories)
     exact: dict[str, int] = {}
     prefixes: dict[str, int] = {}
     origin: dict[str, set[str]] = {}  # folded word or "stem*" -> lexicon files using it
     cues: list[Cue] = []
-    for source, section, phrase, weight in _read_files(directory):
+    for source, section, phrase, weight in _read_files(files):
         weak, parts = _parse_phrase(phrase)
         elements: list[int | None] = []
         for part in parts:
@@ -366,7 +406,7 @@ def load_lexicon(directory: Path | None = None) -> Lexicon:
             required = frozenset(e for e in elements if e is not None)
             cues.append(Cue(section, phrase, tuple(elements), weight, weak, source, required))
     cues = _merge_duplicates(cues)
-    function_words = _known_words(directory)
+    function_words = _known_words(files)
     words = {pid: word for word, pid in exact.items()} | {pid: stem for stem, pid in prefixes.items()}
     cues = [replace(_with_anchor(cue, words, function_words), key=n) for n, cue in enumerate(cues)]
     by_anchor: dict[int, list[Cue]] = {}
@@ -757,7 +797,7 @@ def _new_subject(subject: str) -> str:
     """The subject as the sender's own words; empty for a reply or forward, whose subject
     was written by whoever started the thread ("SV: Innsyn" on a thank-you note)."""
     subject = " ".join((subject or "")[:1000].split())
-    return "" if _REPLY_SUBJECT.match(subject) else subject
+    return "" if is_reply_subject(subject) else subject
 
 
 def _evidence_texts(hits: list[tuple[float, _Hit]], text: str,

@@ -5,21 +5,23 @@ profiles are data a privacy officer can read and extend, and counting known word
 enough to run on every message. The hard part is Norwegian bokmål vs nynorsk vs Danish, which
 share most words; the profiles give the few words that differ a higher weight ("markers").
 
-Also home of the text folding used by the intent matcher, so both agree on what a token is.
+Tokens are split here and folded with assistant.text.fold, the one fold every matcher uses.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "intents"
+from .. import resources
+from ..text import fold  # noqa: F401 - re-exported: callers import fold from here
+
+DEFAULT_DIRECTORY = resources.shipped("intents")
 
 # Letters and digits form tokens; "§" is a token of its own so "§ 18" can be a cue.
 TOKEN_RE = re.compile(r"[^\W_]+|§")
@@ -31,38 +33,6 @@ CHAR_SCAN_CHARS = 1500  # letters like ø or ä settle a language quickly
 COUNT_FROM = 64  # tokens; see scores_from_tokens
 MIN_EVIDENCE = 2.0  # below this much profile weight we do not trust any language
 DEFAULT_PREFERENCE = 0.8  # the default wins if it scores at least this share of the best
-
-
-def _build_fold_table() -> dict[int, str]:
-    """Map accented letters to their base so "personopplysninger" == "personopplysninger"
-    typed without æøå, "löschung" == "loschung", "άρθρο" == "αρθρο"."""
-    table: dict[int, str] = {}
-    special = {"æ": "ae", "ø": "o", "œ": "oe", "ß": "ss", "đ": "d", "ł": "l", "þ": "th",
-               "ð": "d", "ı": "i", "ς": "σ"}
-    ranges = list(range(0x00C0, 0x0250)) + list(range(0x0370, 0x0400)) + list(range(0x1E00, 0x1F00))
-    for code in ranges:
-        char = chr(code).lower()
-        if char in special:
-            table[code] = special[char]
-            continue
-        base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
-        if base and base != chr(code):
-            table[code] = base.lower()
-    for char, repl in special.items():
-        table[ord(char)] = repl
-        if len(char.upper()) == 1:
-            table[ord(char.upper())] = repl
-    table[ord("å")] = "a"
-    table[ord("Å")] = "a"
-    return table
-
-
-_FOLD = _build_fold_table()
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip diacritics: the form cues and tokens are compared in."""
-    return text.lower().translate(_FOLD)
 
 
 def tokens(text: str) -> list[str]:
@@ -141,11 +111,36 @@ def _parse_words(value: object) -> list[str]:
     return []
 
 
-@lru_cache(maxsize=8)
+PROFILES_FILE = "languages.toml"
+
+
 def load_profiles(directory: Path | None = None) -> LanguageProfiles:
-    """Read intents/languages.toml once per directory."""
-    path = (directory or DEFAULT_DIRECTORY) / "languages.toml"
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    """The language profiles: `directory`'s languages.toml, or by default the operator's
+    intents folder's if it has one, else the shipped one."""
+    if directory is not None:
+        return _load_profiles(Path(directory) / PROFILES_FILE)
+    return _load_profiles(resources.find("intents", PROFILES_FILE) or DEFAULT_DIRECTORY / PROFILES_FILE)
+
+
+def read_toml(path: Path) -> dict:
+    """A data file as TOML; a mistake raises ValueError as `path:line: what is wrong`, the form
+    an editor jumps to and `dsr check` prints."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+)", str(exc))
+        where = f"{path}:{found.group(1)}" if found else str(path)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ValueError(f"{where}: invalid TOML: {message}") from None
+
+
+@lru_cache(maxsize=8)
+def _load_profiles(path: Path) -> LanguageProfiles:
+    data = read_toml(path)
     settings = data.get("settings", {})
     word_weight = float(settings.get("word_weight", 1.0))
     marker_weight = float(settings.get("marker_weight", 3.0))

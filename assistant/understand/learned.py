@@ -22,25 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import resources
+from ..vocabulary import INTENTS, is_reply_subject
 from .language import fold, folded_tokens, tokens
 
-INTENTS: tuple[str, ...] = (
-    "access", "erasure", "portability", "opt_out", "rectification", "restriction", "objection",
-    "question",
-)
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "intents" / "learned.npz"
+MODEL_FILE = "learned.npz"
+DEFAULT_MODEL = resources.shipped("intents") / MODEL_FILE  # where bench/train_learned.py writes
 # The request is nearly always in the first lines; the rest of a long mail is context or noise.
 MAX_TOKENS = 300
 STEM = 5  # a word's first letters stand for its inflections: slette, slettes, slettet -> slett
-REPLY_PREFIXES = ("re", "sv", "aw", "vs", "fw", "fwd", "tr", "antw")
 
 
 def _subject_words(subject: str) -> list[str]:
-    """A reply's subject repeats what we wrote; it says nothing about the new request."""
-    words = tokens(fold(subject or ""))
-    if words and words[0] in REPLY_PREFIXES:
+    """A reply's subject repeats what we wrote; it says nothing about the new request.
+    Replies are recognised exactly as the lexicons recognise them (vocabulary.REPLY_PREFIX_RE)."""
+    if is_reply_subject(subject):
         return []
-    return words
+    return tokens(fold(subject or ""))
 
 
 def _message_words(subject: str, text: str, words: list[str] | None = None) -> list[str]:
@@ -160,17 +158,51 @@ def train(rows: Sequence[dict], *, min_count: int = 2, epochs: int = 2500, rate:
     return LearnedModel(vocabulary, w, b)
 
 
-@lru_cache(maxsize=4)
+def model_path() -> Path | None:
+    """The learned.npz in use: the operator's intents folder's if it has one, else shipped."""
+    return resources.find("intents", MODEL_FILE)
+
+
 def load_model(path: Path | None = None) -> LearnedModel | None:
-    """The shipped model, or None when the file is absent (the lexicons then work alone)."""
-    path = path or DEFAULT_MODEL
-    if not path.exists():
+    """The model in use (see model_path), or None when there is none (the lexicons then work
+    alone). A file of the wrong shape raises ValueError naming it: a half-trained or truncated
+    file must stop `dsr check`, not add random intents."""
+    path = path or model_path()
+    if path is None or not Path(path).exists():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        names = [str(n) for n in data["vocabulary"]]
-        return LearnedModel(
-            vocabulary={n: i for i, n in enumerate(names)},
-            weights=data["weights"].astype(np.float32),
-            bias=data["bias"].astype(np.float32),
-            intents=tuple(str(i) for i in data["intents"]),
-        )
+    return _load_model(Path(path))
+
+
+@lru_cache(maxsize=4)
+def _load_model(path: Path) -> LearnedModel:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in ("vocabulary", "weights", "bias", "intents")}
+    except KeyError as exc:
+        raise ValueError(f"{path}: learned model has no array {exc.args[0]!r} "
+                         "(expected vocabulary, weights, bias, intents)") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read learned model: {exc}") from None
+    _check_shape(path, arrays)
+    names = [str(n) for n in arrays["vocabulary"]]
+    return LearnedModel(
+        vocabulary={n: i for i, n in enumerate(names)},
+        weights=arrays["weights"].astype(np.float32),
+        bias=arrays["bias"].astype(np.float32),
+        intents=tuple(str(i) for i in arrays["intents"]),
+    )
+
+
+def _check_shape(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """weights (features, intents), bias (intents,), intents known and unique."""
+    features, intents = len(arrays["vocabulary"]), [str(i) for i in arrays["intents"]]
+    unknown = [i for i in intents if i not in INTENTS]
+    if unknown or len(set(intents)) != len(intents) or not intents:
+        raise ValueError(f"{path}: learned model intents {intents} must be distinct names from "
+                         f"{', '.join(INTENTS)}")
+    expected = {"vocabulary": (features,), "weights": (features, len(intents)),
+                "bias": (len(intents),)}
+    for key, shape in expected.items():
+        if arrays[key].shape != shape:
+            raise ValueError(f"{path}: learned model {key} has shape {arrays[key].shape}, "
+                             f"expected {shape} ({features} features x {len(intents)} intents)")

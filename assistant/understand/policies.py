@@ -36,26 +36,17 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
-DEFAULT_POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
+from .. import resources
+from ..text import fold
+from ..vocabulary import INTENTS
 
-INTENTS: tuple[str, ...] = (
-    "access",
-    "erasure",
-    "portability",
-    "opt_out",
-    "rectification",
-    "restriction",
-    "objection",
-    "question",
-)
-
+DEFAULT_POLICIES = resources.shipped("policies")
 
 @dataclass(frozen=True)
 class Section:
@@ -101,10 +92,9 @@ def _fail(path: Path, line: int, message: str) -> ValueError:
 
 
 def slugify(heading: str) -> str:
-    """Section ids must stay stable and ASCII so staff can type them and audits can cite them."""
-    text = heading.lower().translate(_SLUG_FOLD)
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "section"
+    """Section ids must stay stable and ASCII so staff can type them and audits can cite them;
+    the shared fold gives "PERSONVERNERKLÆRING" -> "personvernerklaering"."""
+    return re.sub(r"[^a-z0-9]+", "-", fold(heading)).strip("-") or "section"
 
 
 def load_policy(path: Path) -> Policy:
@@ -263,11 +253,13 @@ def load_policies(directory: Path = DEFAULT_POLICIES) -> dict[str, Policy]:
 
 # --------------------------------------------------------------------------- normalisation
 
-_SLUG_FOLD = str.maketrans({"æ": "ae", "ä": "ae", "ø": "o", "ö": "o", "å": "a", "ß": "ss"})
-# For matching, æ/ä fold to e so Danish "længe" and Swedish "länge" meet Norwegian "lenge".
-_FOLD = str.maketrans({"æ": "e", "ä": "e", "ø": "o", "ö": "o", "å": "a", "ß": "ss"})
+# The retriever spells Danish/Norwegian æ and Swedish ä as e before the shared fold, so Danish
+# "længe" and Swedish "länge" meet Norwegian "lenge" and "rätt" meets "rett". This is the
+# retriever's spelling bridge, like SYNONYMS below, not a fold of its own: the classifier must
+# keep æ apart from e (bokmål "være" vs nynorsk "vere" tells the languages apart).
+_NORDIC_E = str.maketrans({"æ": "e", "Æ": "e", "ä": "e", "Ä": "e"})
 
-# Already folded (see fold): "på" is "pa", "være" is "vere".
+# In the retriever's form (see _search_form): "på" is "pa", "være" is "vere".
 STOPWORDS = frozenset(
     """
     og i pa til av for med om fra som er var vere blir ble har hadde kan vil skal ma
@@ -295,11 +287,9 @@ _SUFFIXES = tuple(
 )
 
 
-def fold(text: str) -> str:
-    """Lowercase and fold æøå/äö and accents so nb, nn, sv, da and en spellings meet."""
-    text = text.lower().translate(_FOLD)
-    text = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in text if not unicodedata.combining(ch))
+def _search_form(text: str) -> str:
+    """The shared fold after the æ/ä -> e spelling bridge, so nb, nn, sv, da and en meet."""
+    return fold(text.translate(_NORDIC_E))
 
 
 def stem(word: str) -> str:
@@ -317,7 +307,7 @@ def stem(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Folded content words of a text, without stop words."""
-    return [w for w in re.findall(r"[a-z0-9]+", fold(text)) if w not in STOPWORDS]
+    return [w for w in re.findall(r"[a-z0-9]+", _search_form(text)) if w not in STOPWORDS]
 
 
 # Swedish and Danish words that fuzzy matching cannot bridge to the Norwegian policy text.
@@ -420,6 +410,12 @@ def _index(policy: Policy) -> _Index:
     return _Index(sections, tuple(tfs), tuple(lengths), avg or 1.0, idf, surface)
 
 
+# A question is a few sentences; the longest Norwegian compounds are about 40 letters. Beyond
+# these, text is pasted data, and compound splitting and typo matching grow with its square.
+MAX_QUERY_CHARS = 5_000
+MAX_WORD_CHARS = 48
+
+
 def _query_terms(index: _Index, query: str) -> dict[str, float]:
     """Map a free-text query to weighted index terms (exact, compound parts, then typo matches)."""
     vocab = set(index.idf)
@@ -429,7 +425,9 @@ def _query_terms(index: _Index, query: str) -> dict[str, float]:
     def add(term: str, weight: float) -> None:
         terms[term] = max(terms.get(term, 0.0), weight)
 
-    for word in words(query):
+    for word in words(query[:MAX_QUERY_CHARS]):
+        if len(word) > MAX_WORD_CHARS:  # no word is this long; a pasted blob would cost O(n²)
+            continue
         word = SYNONYMS.get(word, word)
         term = stem(word)
         weight = WEAK_WEIGHT if word in WEAK_WORDS else 1.0

@@ -1,0 +1,145 @@
+"""The one vocabulary: every name a case, a message or a lexicon may use, defined once.
+
+Copies of these lists drifted apart (a reply prefix known to the lexicons but not to the learned
+model, eight intents typed out in six modules), so each list lives here and everything else
+imports it; tests/test_vocabulary.py fails when a lexicon, policy, template, CLI option, the
+README or cases.py names a value that is missing here.
+
+The enums are StrEnums: a member *is* its string, so the database, JSON output and templates keep
+the plain values ("access", "awaiting_verification") and no schema changes. This module imports
+nothing else of the package, so any module may import it.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class Intent(StrEnum):
+    """What a data subject asks for (GDPR Art. 15-21), plus a question about the policy."""
+
+    ACCESS = "access"
+    ERASURE = "erasure"
+    PORTABILITY = "portability"
+    OPT_OUT = "opt_out"
+    RECTIFICATION = "rectification"
+    RESTRICTION = "restriction"
+    OBJECTION = "objection"
+    QUESTION = "question"
+
+
+# Plain strings, in the order the classifier, the learned model and the reports have always used.
+INTENTS: tuple[str, ...] = tuple(intent.value for intent in Intent)
+
+# Rights in the order of the GDPR articles, so a reply covering several reads like the law.
+RIGHTS_ORDER: tuple[str, ...] = tuple(intent.value for intent in (
+    Intent.ACCESS, Intent.RECTIFICATION, Intent.ERASURE, Intent.RESTRICTION,
+    Intent.PORTABILITY, Intent.OBJECTION, Intent.OPT_OUT, Intent.QUESTION,
+))
+
+
+class CaseState(StrEnum):
+    """Where a case is; cases.TRANSITIONS says which moves between them are allowed."""
+
+    RECEIVED = "received"
+    AWAITING_VERIFICATION = "awaiting_verification"
+    VERIFIED = "verified"
+    DRAFTED = "drafted"
+    APPROVED = "approved"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
+STATES: tuple[str, ...] = tuple(state.value for state in CaseState)
+
+
+class Channel(StrEnum):
+    """How a request reached us. imap and smtp are the email listeners; the others are what
+    staff log by hand (`dsr cases new --channel`)."""
+
+    PHONE = "phone"
+    CHAT = "chat"
+    LETTER = "letter"
+    IN_PERSON = "in_person"
+    EMAIL = "email"
+    SLACK = "slack"
+    IMAP = "imap"
+    SMTP = "smtp"
+
+
+# The channels a person can name when logging a request; the listeners record imap/smtp.
+STAFF_CHANNELS: tuple[str, ...] = tuple(channel.value for channel in (
+    Channel.PHONE, Channel.CHAT, Channel.LETTER, Channel.IN_PERSON, Channel.EMAIL, Channel.SLACK,
+))
+
+
+class VerificationMethod(StrEnum):
+    """How the requester's identity was checked; never by keeping a copy of an ID document."""
+
+    EMAIL_CODE = "email_code"
+    KNOWN_CHANNEL = "known_channel"
+    ID_DOCUMENT_SEEN = "id_document_seen"
+    NOT_REQUIRED = "not_required"  # set by the engine for a request that discloses nothing
+
+
+# What staff may record (`dsr cases verify --method`); not_required is never chosen by a person.
+STAFF_VERIFICATION_METHODS: tuple[str, ...] = tuple(
+    method.value for method in VerificationMethod if method is not VerificationMethod.NOT_REQUIRED
+)
+
+
+class EventKind(StrEnum):
+    """The kinds of audit events; the audit trail is read by people and scripts, so a kind is
+    never made up on the spot."""
+
+    OPENED = "opened"
+    VERIFICATION_REQUESTED = "verification_requested"
+    VERIFICATION_SKIPPED = "verification_skipped"
+    VERIFIED = "verified"
+    EXTENDED = "extended"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+    DRAFTED = "drafted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    NOTICE_APPROVED = "notice_approved"
+    NOTICE_REJECTED = "notice_rejected"
+    ERASURE_CHECKLIST = "erasure_checklist"
+    ERASURE_DONE = "erasure_done"
+    ERASURE_KEPT = "erasure_kept"
+
+
+class ClockMode(StrEnum):
+    """Whether the deadline clock waits for ID: EU guidance is unsettled, so it is a setting
+    (`cases.verification_clock`); deadlines.clock_start is the one rule that applies it."""
+
+    RUNS = "runs"  # counts from receipt (default; the cautious reading of Art. 12(3))
+    FROM_VERIFICATION = "from_verification"  # the UK ICO reading: counts once ID is verified
+
+
+# Subject prefixes of a reply or forward in the mail clients our senders use: Re (en), SV/VS
+# (nb/nn/da/sv Outlook: svar, videresendt), VB (sv: vidarebefordrat), AW (de), Fw/Fwd,
+# TR (fr: transféré), Antw (nl), Videresend (Gmail nb). A reply's subject was written by whoever
+# started the thread, so it says nothing about what the sender asks now.
+REPLY_PREFIXES: tuple[str, ...] = (
+    "re", "sv", "aw", "vs", "fw", "fwd", "tr", "antw", "vb", "videresend",
+)
+# One or more prefixes, each optionally counted ("Re[2]:") and followed by a colon:
+# "SV: SV: Re: innsyn". Every reader of subjects uses this one object.
+REPLY_PREFIX_RE: re.Pattern[str] = re.compile(
+    r"^\s*(?:(?:" + "|".join(sorted(REPLY_PREFIXES, key=len, reverse=True))
+    + r")\s*(?:\[\d+\])?\s*:\s*)+",
+    re.IGNORECASE,
+)
+
+
+def is_reply_subject(subject: str) -> bool:
+    """True when the subject starts with a reply or forward prefix ("VB: Innsyn")."""
+    return REPLY_PREFIX_RE.match(subject or "") is not None
+
+
+def strip_reply_prefixes(subject: str) -> str:
+    """The subject without its leading reply/forward prefixes ("SV: Re: Innsyn" -> "Innsyn")."""
+    return REPLY_PREFIX_RE.sub("", subject or "", count=1)
