@@ -65,8 +65,8 @@ MAX_HTML_CHARS = 500_000
 #: HTML looked at before the ``data:`` images are dropped (so the regex that drops them is bounded).
 MAX_HTML_SCAN_CHARS = 4 * MAX_HTML_CHARS
 #: Nodes (elements and text) of the HTML tree walked for text: the walk is Python, about
-#: 4 µs a node; a 500 KB Outlook mail has some 20,000.
-MAX_HTML_NODES = 60_000
+#: 5-10 µs a node; a 500 KB Outlook mail has some 20,000.
+MAX_HTML_NODES = 40_000
 #: Open elements the HTML may nest. An HTML5 tree builder checks element scope by walking the
 #: stack of open elements, so 100,000 nested ``<div>``s cost it 100,000² steps (30 s); real
 #: mail nests a few dozen deep, a long forwarded thread a few hundred.
