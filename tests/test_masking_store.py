@@ -99,3 +99,22 @@ def scan_for_numbers(url: str) -> list[str]:
                         hits.append(f"{table}.{column}")
     engine.dispose()
     return hits
+
+
+def test_headers_and_attachment_names_of_a_mail_are_masked():
+    from assistant.mail.parse import parse_mail
+
+    raw = (f"From: Kari {FNR[:6]} {FNR[6:]} <kari@example.no>\r\n"
+           f"To: kundesenter@branninfo.no\r\nSubject: Innsyn for {FNR}\r\n"
+           f"Message-ID: <{FNR}.1@example.no>\r\nIn-Reply-To: <{FNR}.0@example.no>\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: text/plain\r\n\r\nSe vedlegg.\r\n"
+           "--b\r\nContent-Type: application/pdf\r\n"
+           f'Content-Disposition: attachment; filename="skatt_{FNR}.pdf"\r\n\r\nJVBERi0=\r\n'
+           "--b--\r\n").encode()
+    mail = parse_mail(raw)
+    shown = [mail.from_name, mail.subject, mail.message_id, mail.in_reply_to,
+             *[a.filename or "" for a in mail.attachments]]
+    assert mail.from_addr == "kari@example.no"
+    assert all(FNR not in value and not contains_personal_number(value) for value in shown), shown
+    assert any(a.filename and a.filename.endswith(".pdf") for a in mail.attachments)

@@ -1036,17 +1036,22 @@ def _make_safe(mail: ParsedMail) -> None:
     def addresses(values: Iterable[str]) -> list[str]:
         return [a for a in (safe_line(v, MAX_ADDRESS_CHARS) for v in values) if a]
 
-    mail.subject = safe_line(mail.subject, MAX_SUBJECT_CHARS)
-    mail.from_name = safe_line(mail.from_name, MAX_NAME_CHARS)
+    mail.subject = mask_personal_numbers(safe_line(mail.subject, MAX_SUBJECT_CHARS))
+    # A display name, a Message-ID or a file name can carry a personal number as well as a
+    # body can ("Kari 150385 12345", "skattemelding_15038512345.pdf"). Addresses are kept: they
+    # are where the answer goes.
+    mail.from_name = mask_personal_numbers(safe_line(mail.from_name, MAX_NAME_CHARS))
     mail.from_addr = safe_line(mail.from_addr, MAX_ADDRESS_CHARS)
     mail.to, mail.cc = addresses(mail.to), addresses(mail.cc)
     mail.reply_to = addresses(mail.reply_to)
     if mail.return_path is not None:
         mail.return_path = safe_line(mail.return_path, MAX_ADDRESS_CHARS)
-    mail.message_id, mail.in_reply_to = safe_id(mail.message_id), safe_id(mail.in_reply_to)
-    mail.references = [i for i in map(safe_id, mail.references) if i]
+    mail.message_id = mask_personal_numbers(safe_id(mail.message_id))
+    mail.in_reply_to = mask_personal_numbers(safe_id(mail.in_reply_to))
+    mail.references = [mask_personal_numbers(i) for i in map(safe_id, mail.references) if i]
     for attachment in mail.attachments:
-        attachment.filename = safe_line(attachment.filename, MAX_FILENAME_CHARS) or None
+        name = safe_line(attachment.filename, MAX_FILENAME_CHARS)
+        attachment.filename = mask_personal_numbers(name) if name else None
         attachment.content_type = safe_line(attachment.content_type, 200)
     mail.text, mail.full_text = safe_text(mail.text), safe_text(mail.full_text)
 
