@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
+from .store.audit import append_event
 from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
 
 STATES: tuple[str, ...] = (
@@ -86,15 +87,15 @@ def format_reference(prefix: str, year: int, seq: int) -> str:
 def record_event(
     session: Session, case: Case | None, actor: str, kind: str, **detail: Any
 ) -> Event:
-    """Append to the audit trail. Detail must never hold message bodies or personal numbers."""
-    event = Event(
-        case_id=case.id if case is not None else None,
-        actor=actor,
-        kind=kind,
-        detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
+    """Append to the audit trail. Detail must never hold message bodies or personal numbers.
+    The event joins its case's hash chain (store/audit.py), so a later edit shows."""
+    return append_event(
+        session,
+        case.id if case is not None else None,
+        actor,
+        kind,
+        json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
-    session.add(event)
-    return event
 
 
 def _move(session: Session, case: Case, to_state: str, actor: str, kind: str, **detail: Any) -> None:
@@ -204,9 +205,12 @@ def create_erasure_tasks(session: Session, case: Case, systems: Iterable[str], a
 
 
 def get_case(session: Session, ref: str, *, for_update: bool = False) -> Case:
+    """The case by reference. `for_update` is for an action: the row is locked (PostgreSQL; on
+    SQLite the write transaction already holds the database lock) and re-read, never taken
+    from the session's cache, so the action checks the state it is about to change."""
     statement = select(Case).where(Case.ref == ref.strip().upper())
     if for_update:
-        statement = statement.with_for_update()
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     case = session.execute(statement).scalar_one_or_none()
     if case is None:
         raise CaseNotFound(f"no case with reference {ref!r}")

@@ -54,13 +54,22 @@ def _reset_postgres(url: str) -> None:
 
     engine = open_store(url)
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
+        # The guards on events (UPDATE/DELETE/TRUNCATE) are switched off for the reset only,
+        # then switched back on as they were (ALWAYS or ORIGIN).
+        guards = conn.execute(text(
+            "SELECT tgname, tgenabled FROM pg_trigger "
+            "WHERE tgrelid = 'events'::regclass AND NOT tgisinternal"
+        )).all()
+        for name, _mode in guards:
+            conn.execute(text(f'ALTER TABLE events DISABLE TRIGGER "{name}"'))
         tables = ", ".join(
-            ["erasure_tasks", "escalations", "outbox", "verifications", "events", "drafts",
-             "messages", "cases", "case_counters"]
+            ["erasure_tasks", "escalations", "outbox", "verifications", "events", "audit_chains",
+             "drafts", "messages", "cases", "case_counters"]
         )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(text("ALTER TABLE events ENABLE TRIGGER events_append_only"))
+        for name, mode in guards:
+            how = "ENABLE ALWAYS" if mode == "A" else "ENABLE"
+            conn.execute(text(f'ALTER TABLE events {how} TRIGGER "{name}"'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
