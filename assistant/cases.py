@@ -350,10 +350,18 @@ def pending_draft(session: Session, case: Case) -> Draft:
     return draft
 
 
+def _refuse_if_closed(case: Case) -> None:
+    """A closed case takes no decisions, not even on a notice left pending: nothing about it may
+    go out until someone reopens it."""
+    if case.state == "closed":
+        raise CaseError(f"case {case.ref} is closed; reopen it before deciding on its drafts")
+
+
 def approve_draft(session: Session, ref: str, by: str, edited_body: str | None = None,
                   now: datetime | None = None) -> Draft:
     """Staff approval; a reply that discloses anything needs a verified requester first."""
     case = get_case(session, ref, for_update=True)
+    _refuse_if_closed(case)
     draft = pending_draft(session, case)
     if draft.kind in NOTICE_KINDS:
         return _decide_notice(session, case, draft, "approved", by, now, body=edited_body)
@@ -383,6 +391,7 @@ def reject_draft(session: Session, ref: str, reason: str, by: str,
     if not reason or not reason.strip():
         raise CaseError("a rejection needs a reason (it is shown to the requester)")
     case = get_case(session, ref, for_update=True)
+    _refuse_if_closed(case)
     draft = pending_draft(session, case)
     if draft.kind in NOTICE_KINDS:
         return _decide_notice(session, case, draft, "rejected", by, now, reason=reason.strip())
