@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from . import cases as case_engine
@@ -23,7 +24,7 @@ from . import workflow
 from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
 from .store.audit import verify_trail
-from .store.db import StoreBusy, StoreError, open_store, session_scope
+from .store.db import StoreBusy, StoreError, classify_failure, open_store, session_scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,8 +101,14 @@ def store_session(*, write: bool = True) -> Iterator[tuple[Settings, Session]]:
     conf = settings()
     try:
         engine = open_store(conf.database.url)
-        with session_scope(engine, write=write) as session:
-            yield conf, session
+        try:
+            with session_scope(engine, write=write) as session:
+                yield conf, session
+        except DBAPIError as exc:
+            failure = classify_failure(exc, engine)
+            if failure is None:
+                raise
+            raise failure from None
     except StoreBusy as exc:
         raise Busy(str(exc)) from None
     except StoreError as exc:

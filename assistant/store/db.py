@@ -28,7 +28,7 @@ _MIGRATION_LOCK_KEY = 0x6473720001
 # Seconds a SQLite writer waits for the lock before giving up; `?timeout=N` in the URL overrides.
 DEFAULT_SQLITE_TIMEOUT = 30.0
 _BUSY_SQLSTATES = frozenset({"55P03", "40001", "40P01"})  # lock timeout, serialization, deadlock
-_READONLY_SQLSTATES = frozenset({"25006"})  # read-only transaction (e.g. a hot standby)
+_READONLY_SQLSTATES = frozenset({"25006", "42501"})  # read-only transaction, no privilege
 
 
 class StoreError(Exception):
@@ -43,9 +43,9 @@ class StoreReadOnly(StoreError):
     """The database (or its folder) cannot be written: a setup problem, not a refusal."""
 
 
-def classify_failure(exc: DBAPIError, where: str) -> StoreError | None:
+def classify_failure(exc: DBAPIError, engine: Engine) -> StoreError | None:
     """Map a driver error to busy or read-only, so the CLI answers in one line, not a traceback."""
-    orig = exc.orig
+    orig, where = exc.orig, _where(engine)
     code = getattr(orig, "sqlite_errorcode", None)
     if isinstance(orig, sqlite3.Error) and code is not None:
         primary = code & 0xFF
@@ -168,7 +168,7 @@ def upgrade(engine: Engine) -> None:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except DBAPIError as exc:
-        failure = classify_failure(exc, _where(engine))
+        failure = classify_failure(exc, engine)
         if failure is not None:
             raise failure from None
         raise StoreError(f"cannot open database {_where(engine)}: {_first_line(exc.orig)}") from None
@@ -190,19 +190,13 @@ def open_store(url: str) -> Engine:
 @contextmanager
 def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
     """One transaction: committed on success, rolled back on any exception. On SQLite a write
-    session starts with BEGIN IMMEDIATE; `write=False` is for commands that only read. A busy
-    or read-only database comes out as StoreBusy / StoreReadOnly, never as a driver error."""
+    session starts with BEGIN IMMEDIATE; `write=False` is for commands that only read. Driver
+    errors pass through unchanged; `classify_failure` tells a caller which are busy/read-only."""
     bind = engine if write else engine.execution_options(dsr_read_only=True)
     session = Session(bind, expire_on_commit=False)
     try:
         yield session
         session.commit()
-    except DBAPIError as exc:
-        session.rollback()
-        failure = classify_failure(exc, _where(engine))
-        if failure is None:
-            raise
-        raise failure from None
     except BaseException:
         session.rollback()
         raise
