@@ -23,6 +23,7 @@ from . import deadlines
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .logs import get_logger
+from .store.audit import append_event
 from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
 from .understand.pii import mask_personal_numbers
 from .vocabulary import STAFF_VERIFICATION_METHODS, EventKind, Intent, VerificationMethod
@@ -101,16 +102,16 @@ def record_event(
     session: Session, case: Case | None, actor: str, kind: str, **detail: Any
 ) -> Event:
     """Append to the audit trail. Detail never holds message bodies; every text in it and the
-    actor are masked here, before anything (a hash, a log line) is derived from them."""
+    actor are masked here, before anything (the hash chain, a log line) is derived from them.
+    The event joins its case's hash chain (store/audit.py), so a later edit shows."""
     detail = masked(json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
-    event = Event(
-        case_id=case.id if case is not None else None,
-        actor=masked(actor),
-        kind=EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
-        detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
+    return append_event(
+        session,
+        case.id if case is not None else None,
+        masked(actor),
+        EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
+        json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
-    session.add(event)
-    return event
 
 
 # Events are masked in record_event (before their hash is taken); every other table is masked
@@ -257,9 +258,12 @@ def create_erasure_tasks(session: Session, case: Case, systems: Iterable[str], a
 
 
 def get_case(session: Session, ref: str, *, for_update: bool = False) -> Case:
+    """The case by reference. `for_update` is for an action: the row is locked (PostgreSQL; on
+    SQLite the write transaction already holds the database lock) and re-read, never taken
+    from the session's cache, so the action checks the state it is about to change."""
     statement = select(Case).where(Case.ref == ref.strip().upper())
     if for_update:
-        statement = statement.with_for_update()
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     case = session.execute(statement).scalar_one_or_none()
     if case is None:
         raise CaseNotFound(f"no case with reference {ref!r}")
@@ -402,10 +406,18 @@ def pending_draft(session: Session, case: Case) -> Draft:
     return draft
 
 
+def _refuse_if_closed(case: Case) -> None:
+    """A closed case takes no decisions, not even on a notice left pending: nothing about it may
+    go out until someone reopens it."""
+    if case.state == "closed":
+        raise CaseError(f"case {case.ref} is closed; reopen it before deciding on its drafts")
+
+
 def approve_draft(session: Session, ref: str, by: str, edited_body: str | None = None,
                   now: datetime | None = None) -> Draft:
     """Staff approval; a reply that discloses anything needs a verified requester first."""
     case = get_case(session, ref, for_update=True)
+    _refuse_if_closed(case)
     draft = pending_draft(session, case)
     if draft.kind in NOTICE_KINDS:
         return _decide_notice(session, case, draft, "approved", by, now, body=edited_body)
@@ -437,6 +449,7 @@ def reject_draft(session: Session, ref: str, reason: str, by: str,
     if not reason or not reason.strip():
         raise CaseError("a rejection needs a reason (it is shown to the requester)")
     case = get_case(session, ref, for_update=True)
+    _refuse_if_closed(case)
     draft = pending_draft(session, case)
     if draft.kind in NOTICE_KINDS:
         return _decide_notice(session, case, draft, "rejected", by, now, reason=reason.strip())

@@ -24,7 +24,8 @@ from . import resources, workflow
 from .config import ConfigError, Settings, load_settings
 from .deadlines import OSLO, compute_deadlines, parse_received
 from .logs import get_logger, setup_logging
-from .store.db import StoreError, open_store, session_scope
+from .store.audit import verify_trail
+from .store.db import StoreBusy, StoreError, classify_failure, open_store, session_scope
 from .vocabulary import INTENTS, STAFF_CHANNELS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,16 +116,34 @@ def checked_settings() -> Settings:
     return conf
 
 
+class Busy(click.ClickException):
+    """The database stayed locked past the busy timeout: exit 1, since trying again may work."""
+
+    exit_code = EXIT_REFUSED
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"dsr: error: {self.format_message()}", err=True)
+
+
 @contextmanager
-def store_session() -> Iterator[tuple[Settings, Session]]:
+def store_session(*, write: bool = True) -> Iterator[tuple[Settings, Session]]:
+    """The configured store in one transaction; `write=False` for commands that only read.
+    A busy database is exit 1 ("try again"), one that cannot be written or opened exit 2."""
     conf = settings()
     try:
         engine = open_store(conf.database.url)
+        try:
+            with session_scope(engine, write=write) as session:
+                yield conf, session
+        except DBAPIError as exc:
+            failure = classify_failure(exc, engine)
+            if failure is None:
+                raise
+            raise failure from None
+    except StoreBusy as exc:
+        raise Busy(str(exc)) from None
     except StoreError as exc:
         raise UsageProblem(str(exc)) from None
-    try:
-        with session_scope(engine) as session:
-            yield conf, session
     except case_engine.CaseError as exc:
         raise Refused(str(exc)) from None
     except ConfigError as exc:
@@ -499,7 +518,7 @@ def cases() -> None:
 @config_option
 def cases_list(as_json: bool, state: str | None, org_id: str | None) -> None:
     """List cases, oldest first."""
-    with store_session() as (conf, session):
+    with store_session(write=False) as (conf, session):
         if org_id is not None:
             conf.organization(org_id)
         found = [case_engine.case_summary(c) for c in case_engine.list_cases(session, state=state, org=org_id)]
@@ -521,7 +540,7 @@ def cases_list(as_json: bool, state: str | None, org_id: str | None) -> None:
 @config_option
 def cases_show(ref: str, as_json: bool) -> None:
     """One case with its messages, drafts, erasure checklist and audit events."""
-    with store_session() as (_conf, session):
+    with store_session(write=False) as (_conf, session):
         data = case_engine.case_details(session, case_engine.get_case(session, ref))
     if as_json:
         emit_json(data)
@@ -724,7 +743,7 @@ def drafts_list(as_json: bool, show_all: bool) -> None:
 
     from .store.models import Case, Draft
 
-    with store_session() as (_conf, session):
+    with store_session(write=False) as (_conf, session):
         statement = select(Draft, Case).join(Case, Case.id == Draft.case_id).order_by(Draft.id)
         if not show_all:
             statement = statement.where(Draft.state == "pending")
@@ -772,6 +791,37 @@ def drafts_reject(ref: str, reason: str, by: str) -> None:
     with store_session() as (_conf, session):
         draft = case_engine.reject_draft(session, ref, reason, by)
         click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}")
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """Check the audit trail."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@config_option
+def audit_verify(as_json: bool) -> None:
+    """Check every case's hash chain of events: exit 0 when intact, 1 naming what was changed,
+    removed or reordered."""
+    with store_session(write=False) as (_conf, session):
+        report = verify_trail(session)
+    if as_json:
+        emit_json(report.as_json())
+    elif report.intact:
+        click.echo(f"audit trail intact: {report.events} events in {report.cases} cases")
+    else:
+        for problem in report.problems:
+            where = problem.ref or ("events without a case" if problem.case_id is None
+                                    else f"case id {problem.case_id}")
+            click.echo(f"{where}: {problem.problem}: {problem.message}")
+        click.echo(f"audit trail BROKEN in {len(report.problems)} chain(s) "
+                   f"({report.events} events in {report.cases} cases)")
+    if not report.intact:
+        sys.exit(EXIT_REFUSED)
 
 
 EXIT_INTERNAL = 3

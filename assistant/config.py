@@ -57,6 +57,7 @@ class DatabaseSettings(_Section):
         if kind == "sqlite":
             path = rest[1:] if rest.startswith("/") else rest
             path = path.split("?", 1)[0]
+            path = path.removeprefix("file:")  # a SQLite URI (uri=true), e.g. ?mode=ro
             if path and path != ":memory:":
                 folder = Path(path).expanduser().parent
                 if not folder.is_dir():

@@ -15,19 +15,23 @@ from sqlalchemy.engine import make_url
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 POSTGRES_URL = os.environ.get("DSR_TEST_POSTGRES_URL")
+# The limited role the service uses in production (README); CI creates it and sets this.
+POSTGRES_APP_ROLE = os.environ.get("DSR_TEST_POSTGRES_APP_ROLE")
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No operator config leaks into a test."""
     for key in list(os.environ):
-        if key.startswith("DSR_") and key != "DSR_TEST_POSTGRES_URL":
+        if key.startswith("DSR_") and not key.startswith("DSR_TEST_POSTGRES_"):
             monkeypatch.delenv(key)
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    """A throwaway database on the PostgreSQL server named by DSR_TEST_POSTGRES_URL."""
+def postgres_database() -> Iterator[tuple[str, str]]:
+    """A throwaway database on the PostgreSQL server named by DSR_TEST_POSTGRES_URL, as
+    (owner URL, service URL). With DSR_TEST_POSTGRES_APP_ROLE set (CI sets dsr_app) the schema
+    is migrated as the owner and the tests run as that limited role, as production should."""
     if not POSTGRES_URL:
         pytest.skip("DSR_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
     base = make_url(POSTGRES_URL)
@@ -35,8 +39,9 @@ def postgres_server_url() -> Iterator[str]:
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    owner_url = base.set(database=name).render_as_string(hide_password=False)
     try:
-        yield base.set(database=name).render_as_string(hide_password=False)
+        yield owner_url, _service_url(owner_url)
     finally:
         from assistant.store import db
 
@@ -49,18 +54,47 @@ def postgres_server_url() -> Iterator[str]:
         admin.dispose()
 
 
+def _service_url(owner_url: str) -> str:
+    """The URL the tests act through: the owner's, or the limited role's after migrating as the
+    owner and granting that role what the service needs (assistant/store/roles.py)."""
+    if not POSTGRES_APP_ROLE:
+        return owner_url
+    from assistant.store.db import open_store
+    from assistant.store.roles import service_role_grants
+
+    with open_store(owner_url).begin() as conn:
+        for statement in service_role_grants(POSTGRES_APP_ROLE):
+            conn.execute(text(statement))
+    return make_url(owner_url).set(username=POSTGRES_APP_ROLE, password=None).render_as_string(
+        hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(postgres_database: tuple[str, str]) -> str:
+    return postgres_database[1]
+
+
 def _reset_postgres(url: str) -> None:
     from assistant.store.db import open_store
 
     engine = open_store(url)
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
+        # The guards on events (UPDATE/DELETE/TRUNCATE) are switched off for the reset only,
+        # then switched back on as they were (ALWAYS or ORIGIN).
+        guards = conn.execute(text(
+            "SELECT tgname, tgenabled FROM pg_trigger "
+            "WHERE tgrelid = 'events'::regclass AND NOT tgisinternal"
+        )).all()
+        for name, _mode in guards:
+            conn.execute(text(f'ALTER TABLE events DISABLE TRIGGER "{name}"'))
         tables = ", ".join(
-            ["erasure_tasks", "escalations", "outbox", "verifications", "events", "drafts",
-             "messages", "cases", "case_counters"]
+            ["erasure_tasks", "escalations", "outbox", "verifications", "events", "audit_chains",
+             "drafts", "messages", "cases", "case_counters"]
         )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(text("ALTER TABLE events ENABLE TRIGGER events_append_only"))
+        for name, mode in guards:
+            how = "ENABLE ALWAYS" if mode == "A" else "ENABLE"
+            conn.execute(text(f'ALTER TABLE events {how} TRIGGER "{name}"'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -68,9 +102,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database URL with an empty, migrated schema: SQLite always, PostgreSQL when configured."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'dsr.db'}"
-    url = request.getfixturevalue("postgres_server_url")
-    _reset_postgres(url)
-    return url
+    owner, _service = request.getfixturevalue("postgres_database")
+    _reset_postgres(owner)
+    return _service_url(owner)  # grants again: a test may have re-run the migrations
+
+
+@pytest.fixture
+def owner_url(db_url: str, request: pytest.FixtureRequest) -> str:
+    """The same database as db_url, as the role that owns the schema (for tests that act behind
+    the service's back: tampering, migrations)."""
+    if db_url.startswith("sqlite"):
+        return db_url
+    return request.getfixturevalue("postgres_database")[0]
 
 
 @pytest.fixture

@@ -118,7 +118,8 @@ class Draft(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
-    """The audit trail: append-only (the migration installs triggers refusing UPDATE/DELETE)."""
+    """The audit trail: append-only (the migration installs triggers refusing UPDATE/DELETE),
+    and hash-chained per case (store/audit.py), so an edit behind the triggers' back shows."""
 
     __tablename__ = "events"
 
@@ -128,6 +129,20 @@ class Event(SQLModel, table=True):
     actor: str = Field(max_length=200)
     kind: str = Field(max_length=64)
     detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON object
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditChain(SQLModel, table=True):
+    """The head of one hash chain: a case's events, or the events that belong to no case.
+    Keeping the count and the newest hash here is what shows a removed newest event."""
+
+    __tablename__ = "audit_chains"
+
+    chain: str = Field(primary_key=True, max_length=32)  # "case:<id>" or "none"
+    case_id: int | None = Field(default=None, foreign_key="cases.id", unique=True)
+    events: int = 0
+    last_hash: str = Field(max_length=64)
 
 
 class Verification(SQLModel, table=True):

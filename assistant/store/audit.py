@@ -1,0 +1,192 @@
+"""The audit trail as hash chains: one per case, and one for the events that belong to no case.
+
+The triggers refuse UPDATE and DELETE on `events`, but whoever owns the database can switch
+them off (DROP TRIGGER on SQLite, DISABLE TRIGGER on PostgreSQL). The chain makes such an edit
+visible afterwards: each event stores `prev_hash`, the hash of the event before it in its
+chain, and `hash`, SHA-256 over a canonical form of (case id, at, actor, kind, detail,
+prev_hash). A changed event no longer matches its hash; a removed one breaks the link of the
+next; and because the chain's head (`audit_chains`: count and newest hash) is kept beside it,
+removing the newest event, which leaves no broken link, shows as well.
+
+Appends are serialised per chain: the head row is locked (SELECT ... FOR UPDATE on
+PostgreSQL; on SQLite every write transaction already holds the write lock), so two processes
+writing to one case still make one straight line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from .models import AuditChain, Case, Event, utcnow
+
+GENESIS = "0" * 64  # the prev_hash of the first event of every chain
+_FORMAT = "dsr-audit-v1"  # part of every hashed form, so a future format cannot collide
+NO_CASE = "none"
+
+
+def chain_key(case_id: int | None) -> str:
+    return f"case:{case_id}" if case_id is not None else NO_CASE
+
+
+def canonical_at(at: datetime) -> str:
+    """`at` as hashed: UTC with microseconds, the precision both databases keep."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(case_id: int | None, at: datetime, actor: str, kind: str, detail: str,
+               prev_hash: str) -> str:
+    """SHA-256 over a JSON array of the fields: unambiguous, whatever text the fields hold."""
+    form = [_FORMAT, case_id, canonical_at(at), actor, kind, detail, prev_hash]
+    data = json.dumps(form, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_of(event: Event) -> str:
+    return event_hash(event.case_id, event.at, event.actor, event.kind, event.detail,
+                      event.prev_hash or "")
+
+
+# -- appending ----------------------------------------------------------------------------------
+
+
+def _lock_head(session: Session, case_id: int | None) -> tuple[int, str]:
+    """The chain's count and newest hash, with its row locked until the transaction ends;
+    the row is created on the chain's first event."""
+    key = chain_key(case_id)
+    table = AuditChain.__table__
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(table).values(chain=key, case_id=case_id, events=0, last_hash=GENESIS)
+        .on_conflict_do_nothing(index_elements=[table.c.chain])
+    )
+    row = session.execute(
+        select(table.c.events, table.c.last_hash).where(table.c.chain == key).with_for_update()
+    ).one()
+    return row.events, row.last_hash
+
+
+def append_event(session: Session, case_id: int | None, actor: str, kind: str,
+                 detail: str) -> Event:
+    """Add one event at the end of its chain and move the chain's head to it."""
+    count, last_hash = _lock_head(session, case_id)
+    event = Event(case_id=case_id, at=utcnow(), actor=actor, kind=kind, detail=detail,
+                  prev_hash=last_hash)
+    event.hash = hash_of(event)
+    session.add(event)
+    session.flush()
+    session.execute(
+        update(AuditChain).where(AuditChain.chain == chain_key(case_id))
+        .values(events=count + 1, last_hash=event.hash)
+        .execution_options(synchronize_session=False)
+    )
+    return event
+
+
+# -- verifying ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first place a chain does not match: which case, which event, and what is wrong."""
+
+    ref: str | None
+    case_id: int | None
+    event_id: int | None
+    problem: str  # changed | removed | reordered | added
+    message: str
+
+
+@dataclass
+class TrailReport:
+    events: int = 0
+    cases: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        return {"intact": self.intact, "events": self.events, "cases": self.cases,
+                "problems": [asdict(p) for p in self.problems]}
+
+
+def _walk(events: list[Event]) -> tuple[str, Event | None, str] | None:
+    """The first broken link in the events of one chain, in the order they were written, as
+    (problem, event, message); None when every event matches its hash and follows its
+    predecessor."""
+    expected = GENESIS
+    hashes = {e.hash for e in events}
+    for event in events:
+        if hash_of(event) != event.hash:
+            return "changed", event, f"event {event.id} ({event.kind}) was changed: it no longer matches its hash"
+        if event.prev_hash != expected:
+            if event.prev_hash in hashes:
+                return "reordered", event, f"event {event.id} ({event.kind}) is out of order: it does not follow the event before it"
+            return "removed", event, f"an event before event {event.id} ({event.kind}) is missing (removed)"
+        expected = event.hash or ""
+    return None
+
+
+def _check_head(events: list[Event], head: AuditChain | None) -> tuple[str, Event | None, str] | None:
+    """Compare the chain with its head: catches removal of the newest events, which leaves no
+    broken link behind."""
+    last = events[-1] if events else None
+    if head is None:
+        if last is None:
+            return "removed", None, "the case has no events at all: its audit trail was removed"
+        return "removed", last, "the record of the chain's length and newest hash is missing (removed)"
+    if len(events) < head.events:
+        after = f"after event {last.id}" if last is not None else "(all of them)"
+        return ("removed", last,
+                f"{head.events - len(events)} newest event(s) {after} are missing (removed)")
+    if len(events) > head.events:
+        extra = events[head.events]
+        return "added", extra, f"event {extra.id} ({extra.kind}) was added outside dsr: the chain's record ends before it"
+    if (last.hash if last is not None else GENESIS) != head.last_hash:
+        return "changed", last, "the newest event does not match the chain's record of its hash (replaced)"
+    return None
+
+
+def check_chain(events: list[Event], head: AuditChain | None) -> tuple[str, Event | None, str] | None:
+    """The first problem of one chain, or None when it is intact."""
+    return _walk(events) or _check_head(events, head)
+
+
+def verify_trail(session: Session) -> TrailReport:
+    """Check every chain: each case's (also a case with no events left) and the case-less one.
+    On PostgreSQL the reads share one snapshot (REPEATABLE READ), so an event appended while we
+    read is not mistaken for a gap; on SQLite a read transaction is a snapshot already."""
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    by_chain: dict[str, list[Event]] = defaultdict(list)
+    for event in session.execute(select(Event).order_by(Event.id)).scalars():
+        by_chain[chain_key(event.case_id)].append(event)
+    heads = {h.chain: h for h in session.execute(select(AuditChain)).scalars()}
+    refs = {chain_key(cid): (cid, ref) for cid, ref in session.execute(select(Case.id, Case.ref).order_by(Case.id))}
+    report = TrailReport(events=sum(len(v) for v in by_chain.values()), cases=len(refs))
+    keys = list(refs) + sorted((set(by_chain) | set(heads)) - set(refs))
+    for key in keys:
+        found = check_chain(by_chain.get(key, []), heads.get(key))
+        if found is not None:
+            problem, event, message = found
+            case_id, ref = refs.get(key, (_case_id_of(key), None))
+            report.problems.append(Problem(ref=ref, case_id=case_id,
+                                           event_id=event.id if event is not None else None,
+                                           problem=problem, message=message))
+    return report
+
+
+def _case_id_of(key: str) -> int | None:
+    return int(key.split(":", 1)[1]) if key.startswith("case:") else None
