@@ -202,3 +202,32 @@ def test_a_one_word_question_of_80_kb_finds_nothing_instead_of_searching_for_min
     policy = load_policy(settings_.policy_path(settings_.organization("branninfo")))
     assert search(policy, "x" * 80_000) == []
     assert search(policy, "hvor lenge lagrer dere telefonopptak " + "y" * 80_000)
+
+
+FILE_BYTES = st.one_of(
+    st.binary(max_size=400),
+    st.text(alphabet=string.printable + "æøå\u202e\u200b\x00[]=\"'{}", max_size=400).map(
+        lambda t: t.encode("utf-8", "surrogatepass")),
+    st.sampled_from([b"\xef\xbb\xbf[database]\nurl = 5\n", b"[[organizations]]\n",
+                     b"[slack]\napprovers = \"U1\"\n", b"[log]\nlevel = \"LOUD\"\n",
+                     b"[cases]\nextra_closed_dates = [\"2026-02-30\"]\n",
+                     b"From: x\r\n\r\n" + b"<b>" * 2000, b"\x00" * 300]),
+)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(content=FILE_BYTES, use=st.sampled_from(["config", "edit", "eml"]))
+def test_no_file_content_ends_in_a_traceback(tmp_path, content, use):
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    env = {"DSR_DATABASE__URL": f"sqlite:///{tmp_path}/fuzz.db"}
+    args = {
+        "config": ["--config", str(path), "cases", "list"],
+        "edit": ["drafts", "approve", "DSR-2026-0001", "--by", "ola", "--edit-file", str(path)],
+        "eml": ["classify", "--eml", str(path), "--json"],
+    }[use]
+    result = CliRunner().invoke(cli, args, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"dsr {args!r} raised {result.exception!r}") from result.exception
+    assert result.exit_code in (0, 1, 2), (args, result.output)
