@@ -56,7 +56,7 @@ def _reset_postgres(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
         tables = ", ".join(
-            ["erasure_tasks", "escalations", "outbox", "verifications", "events", "drafts",
+            ["mailbox_state", "erasure_tasks", "escalations", "outbox", "verifications", "events", "drafts",
              "messages", "cases", "case_counters"]
         )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
