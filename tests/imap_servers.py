@@ -149,9 +149,14 @@ service anvil {{
 """
 
 
+def dovecot_binary() -> str | None:
+    return shutil.which("dovecot") or next(
+        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.access(p, os.X_OK)), None)
+
+
 def dovecot_missing() -> str | None:
     """Why Dovecot cannot run here, or None."""
-    if shutil.which("dovecot") is None:
+    if dovecot_binary() is None:
         return "dovecot is not installed (apt-get install dovecot-imapd): Dovecot tests skipped"
     if os.geteuid() == 0:
         for user in ("dovecot", "dovenull", "nobody"):
@@ -189,7 +194,7 @@ class Dovecot(Server):
             gid=mail_user.pw_gid, internal=internal, login=login))
 
     def command(self) -> list[str]:
-        return ["dovecot", "-F", "-c", str(self.conf)]
+        return [dovecot_binary() or "dovecot", "-F", "-c", str(self.conf)]
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -327,7 +327,8 @@ def test_without_idle_the_listener_polls(server, sqlite_engine, captured):
 
 def test_a_dropped_connection_is_reconnected_and_mail_meanwhile_is_picked_up(
         server, sqlite_engine, captured):
-    lst = listener(server, sqlite_engine, idle_renew_seconds=1)
+    # The renewal is far off: the dead connection must be noticed inside IDLE itself.
+    lst = listener(server, sqlite_engine, idle_renew_seconds=600)
     with Running(lst):
         wait_until(lambda: lst.passes >= 1, "the first pass")
         append(server, mail(1))

@@ -160,7 +160,7 @@ class ImapListener:
                                  extra={"retry_in": self.lock_retry_seconds})
                         stop.wait(self.lock_retry_seconds)
                         continue
-                except SQLAlchemyError as exc:
+                except (SQLAlchemyError, OSError) as exc:
                     log.warning("imap mailbox lock unavailable: %s", type(exc).__name__,
                                 extra={"retry_in": self.lock_retry_seconds})
                     stop.wait(self.lock_retry_seconds)
@@ -232,7 +232,9 @@ class ImapListener:
         while not stop.is_set():
             if self._lock is not None and not self._lock.alive():
                 raise _LockLost()
-            if idle:
+            if _news_pending(client):
+                pass  # mail announced while the last pass ran: pass again before waiting
+            elif idle:
                 self._idle(client, stop)
             elif stop.wait(self.poll_seconds):
                 return
@@ -243,17 +245,30 @@ class ImapListener:
             self.passes += 1
 
     def _idle(self, client: IMAPClient, stop: threading.Event) -> None:
-        """IDLE until the server reports something, the renewal interval ends or stop is set."""
+        """IDLE until the server reports something, the renewal interval ends or stop is set.
+
+        imapclient's ``idle_check`` returns an empty list, at once, when the server has closed
+        the connection (it swallows the EOF): several quick empty returns in a row mean the
+        connection is gone, and we reconnect instead of spinning until the renewal."""
         client.idle()
         deadline = time.monotonic() + self.idle_renew_seconds
+        quick_empty = 0
         try:
             while not stop.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                responses = client.idle_check(timeout=min(_IDLE_SLICE_SECONDS, remaining))
+                slice_ = min(_IDLE_SLICE_SECONDS, remaining)
+                started = time.monotonic()
+                responses = client.idle_check(timeout=slice_)
                 if any(_is_news(response) for response in responses):
                     break
+                if not responses and time.monotonic() - started < slice_ / 2:
+                    quick_empty += 1
+                    if quick_empty >= 3:
+                        raise ConnectionError("the server closed the connection during IDLE")
+                else:
+                    quick_empty = 0
         finally:
             client.idle_done()
 
@@ -264,6 +279,7 @@ class ImapListener:
         assert client is not None
         box = self.box
         selected = client.select_folder(box.folder)
+        _news_pending(client)  # what SELECT reported is about to be searched anyway
         uidvalidity = int(selected[b"UIDVALIDITY"])
         result = PollResult(uidvalidity=uidvalidity)
         if self._acked_uidvalidity != uidvalidity:
@@ -286,7 +302,14 @@ class ImapListener:
                 item = fetched.get(uid)
                 if item is None or b"BODY[]" not in item:  # expunged meanwhile
                     continue
-                created = self._store(uid, uidvalidity, item[b"BODY[]"], item.get(b"INTERNALDATE"))
+                raw = item[b"BODY[]"]
+                if not isinstance(raw, (bytes, bytearray)):
+                    # The server gave no body (NIL): nothing to store. Leave the mail where a
+                    # person will see it, and go on with the next UID rather than stall here.
+                    log.warning("imap message without a body left in the folder", extra={"uid": uid})
+                    self._advance(uid, uidvalidity)
+                    continue
+                created = self._store(uid, uidvalidity, raw, item.get(b"INTERNALDATE"))
                 if created:
                     result.stored += 1
                 else:
@@ -308,17 +331,24 @@ class ImapListener:
             _, created = store_raw(session, channel=Channel.IMAP.value, raw=bytes(raw),
                                    received_at=received,
                                    envelope_to=[username] if "@" in username else [])
-            state = self._state_row(session)
-            if state is None:
-                state = MailboxState(host=self.box.host, username=username,
-                                     folder=self.box.folder, uidvalidity=uidvalidity, last_uid=uid)
-                session.add(state)
-            else:
-                state.uidvalidity = uidvalidity
-                state.last_uid = max(uid, state.last_uid if state.uidvalidity == uidvalidity else 0)
-                state.updated_at = utcnow()
+            self._set_last_uid(session, uid, uidvalidity)
         log.debug("imap message stored", extra={"uid": uid, "new": created})
         return created
+
+    def _advance(self, uid: int, uidvalidity: int) -> None:
+        with session_scope(self.engine) as session:
+            self._set_last_uid(session, uid, uidvalidity)
+
+    def _set_last_uid(self, session: Any, uid: int, uidvalidity: int) -> None:
+        state = self._state_row(session)
+        if state is None:
+            session.add(MailboxState(host=self.box.host, username=self.box.username,
+                                     folder=self.box.folder, uidvalidity=uidvalidity, last_uid=uid))
+            return
+        kept = state.last_uid if state.uidvalidity == uidvalidity else 0
+        state.uidvalidity = uidvalidity
+        state.last_uid = max(uid, kept)
+        state.updated_at = utcnow()
 
     def _last_uid(self, uidvalidity: int) -> int:
         """The highest UID stored under this UIDVALIDITY; 0 (rescan) after a change."""
@@ -409,6 +439,18 @@ class _LockLost(OSError):
 def _is_news(response: Any) -> bool:
     """An untagged response that may mean new mail (EXISTS, RECENT) rather than keep-alive."""
     return isinstance(response, tuple) and len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+def _news_pending(client: IMAPClient) -> bool:
+    """Whether the server announced mail (EXISTS, RECENT) in a reply to one of our commands
+    since the last call; clears what was collected. Such announcements are kept by imaplib, not
+    handed to us, and the server will not repeat them when IDLE starts."""
+    pending = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    if not isinstance(pending, dict):
+        return False
+    news = any(pending.get(kind) for kind in ("EXISTS", "RECENT"))
+    pending.clear()
+    return news
 
 
 def _is_abort(exc: BaseException) -> bool:
