@@ -304,7 +304,7 @@ def test_a_server_restart_stores_nothing_twice(server, sqlite_engine):
 # --------------------------------------------------------------------- the loop
 
 def test_idle_picks_up_new_mail(server, sqlite_engine):
-    lst = listener(server, sqlite_engine, idle_renew_seconds=2)
+    lst = listener(server, sqlite_engine, idle_renew_seconds=600)  # woken by EXISTS, not renewal
     with Running(lst):
         wait_until(lambda: lst.passes >= 1, "the first pass")
         append(server, mail(1))
@@ -387,3 +387,10 @@ def test_two_running_listeners_store_and_move_each_message_once(pymap, engine):
         assert not (a.holding.is_set() and b.holding.is_set())
     assert sorted(m.raw for m in stored(engine)) == sorted(raws)
     assert len(folder(pymap, "Processed")) == 5 and folder(pymap, "INBOX") == {}
+
+
+def test_idle_is_renewed_with_a_noop_and_a_pass(pymap, sqlite_engine):
+    lst = listener(pymap, sqlite_engine, idle_renew_seconds=0.2)
+    with Running(lst):
+        wait_until(lambda: lst.passes >= 4, "IDLE renewed several times")
+    assert count(sqlite_engine) == 0
