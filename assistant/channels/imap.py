@@ -151,13 +151,16 @@ class ImapListener:
         reconnect with backoff on a dropped connection. Never raises for a network or database
         failure (they are logged and retried)."""
         log.info("imap listener started", extra={"folder": self.box.folder})
+        told = False  # "held by another listener" once at INFO, then at DEBUG
         try:
             while not stop.is_set():
                 lock = self._new_lock()
                 try:
                     if not lock.acquire():
-                        log.info("imap mailbox held by another listener; waiting",
-                                 extra={"retry_in": self.lock_retry_seconds})
+                        log.log(logging.DEBUG if told else logging.INFO,
+                                "imap mailbox held by another listener; waiting",
+                                extra={"retry_in": self.lock_retry_seconds})
+                        told = True
                         stop.wait(self.lock_retry_seconds)
                         continue
                 except (SQLAlchemyError, OSError) as exc:
@@ -166,6 +169,7 @@ class ImapListener:
                     stop.wait(self.lock_retry_seconds)
                     continue
                 self._lock = lock
+                told = False
                 self.holding.set()
                 try:
                     self._listen_holding(stop)
