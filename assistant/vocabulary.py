@@ -56,8 +56,8 @@ STATES: tuple[str, ...] = tuple(state.value for state in CaseState)
 
 
 class Channel(StrEnum):
-    """How a request reached us. imap and smtp are the email listeners; the others are what
-    staff log by hand (`dsr cases new --channel`)."""
+    """How a request reached us. imap and smtp are the email listeners, import is a backfill by
+    `dsr import`; the others are what staff log by hand (`dsr cases new --channel`)."""
 
     PHONE = "phone"
     CHAT = "chat"
@@ -67,6 +67,7 @@ class Channel(StrEnum):
     SLACK = "slack"
     IMAP = "imap"
     SMTP = "smtp"
+    IMPORT = "import"
 
 
 # The channels a person can name when logging a request; the listeners record imap/smtp.

@@ -88,8 +88,8 @@ def _reset_postgres(url: str) -> None:
         for name, _mode in guards:
             conn.execute(text(f'ALTER TABLE events DISABLE TRIGGER "{name}"'))
         tables = ", ".join(
-            ["erasure_tasks", "escalations", "outbox", "verifications", "events", "audit_chains",
-             "drafts", "messages", "cases", "case_counters"]
+            ["mailbox_state", "erasure_tasks", "escalations", "outbox", "verifications", "events",
+             "audit_chains", "drafts", "messages", "cases", "case_counters"]
         )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         for name, mode in guards:

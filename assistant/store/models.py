@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import Column, DateTime, LargeBinary, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    LargeBinary,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -211,3 +219,21 @@ class ErasureTask(SQLModel, table=True):
     note: str | None = Field(default=None, sa_column=Column(Text))
     settled_by: str | None = Field(default=None, max_length=200)
     settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class MailboxState(SQLModel, table=True):
+    """Where the IMAP listener is in one mailbox folder: its UIDVALIDITY and the highest UID
+    stored. Advanced in the same transaction that stores the message, so a UID at or below
+    `last_uid` is stored; a new UIDVALIDITY means the UIDs start over (rescan, dedup by hash)."""
+
+    __tablename__ = "mailbox_state"
+    __table_args__ = (UniqueConstraint("host", "username", "folder", name="uq_mailbox_state_box"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    host: str = Field(max_length=255)
+    username: str = Field(max_length=320)
+    folder: str = Field(max_length=255)
+    # Both are unsigned 32-bit in IMAP: wider than a signed INTEGER on PostgreSQL.
+    uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
