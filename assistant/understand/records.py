@@ -67,15 +67,24 @@ class LegalBasis:
     law: str = ""              # a national provision the basis rests on (e.g. for 6(1)(c))
 
     def cite(self, language: str) -> str:
-        """'personvernforordningen art. 6 nr. 1 bokstav b' / 'Article 6(1)(b) GDPR'."""
-        parts = []
+        """'personvernforordningen art. 6 nr. 1 bokstav b og c' / 'Article 6(1)(b) and (c) GDPR'."""
+        groups: dict[tuple[str, str], list[str]] = {}
         for article in self.articles:
             m = _ARTICLE.match(article)
-            number, paragraph, letter = (m.group(1), "1", m.group(2)) if m.group(1) else (
-                m.group(3), "2", m.group(4))
-            parts.append(f"art. {number} nr. {paragraph} bokstav {letter}" if language != "en"
-                         else f"Article {number}({paragraph})({letter})")
-        joined = (" og " if language != "en" else " and ").join(parts)
+            key = (m.group(1), "1") if m.group(1) else (m.group(3), "2")
+            groups.setdefault(key, []).append(m.group(2) or m.group(4))
+        word = " og " if language != "en" else " and "
+        parts = []
+        for (number, paragraph), letters in groups.items():
+            if language != "en":
+                listed = ", ".join(letters[:-1]) + word + letters[-1] if len(letters) > 1 \
+                    else letters[0]
+                parts.append(f"art. {number} nr. {paragraph} bokstav {listed}")
+            else:
+                listed = ", ".join(f"({x})" for x in letters[:-1]) + word + f"({letters[-1]})" \
+                    if len(letters) > 1 else f"({letters[0]})"
+                parts.append(f"Article {number}({paragraph}){listed}")
+        joined = word.join(parts)
         return f"personvernforordningen {joined}" if language != "en" else f"{joined} GDPR"
 
 
@@ -158,8 +167,9 @@ class Record:
         return tuple(s for s in self.systems() if s in marketing and s not in other)
 
     def activities_in(self, system: str) -> tuple[Activity, ...]:
-        key = system.strip().lower()
-        return tuple(a for a in self.activities if key in {s.lower() for s in a.systems})
+        """Activities that keep data in a system; "TMG (Telemagic Group)" is "TMG"."""
+        key = system_key(system)
+        return tuple(a for a in self.activities if key in {system_key(s) for s in a.systems})
 
     def recipients(self) -> tuple[Recipient, ...]:
         """Every recipient once (by name), in the order they first appear."""
@@ -186,6 +196,11 @@ class Record:
                 out.append(f"{a.id}.retention")
             out.extend(f"{a.id}.{r.name}" for r in a.recipients if r.confirm)
         return out
+
+
+def system_key(name: str) -> str:
+    """A system's name for comparing lists: case and a trailing "(…)" explanation ignored."""
+    return re.sub(r"\s*\(.*\)\s*$", "", name.strip()).lower()
 
 
 def period_months(period: str) -> float:
