@@ -259,6 +259,6 @@ def _line_of(lines: list[str], heading_line: int, words: str) -> int:
     for index in range(heading_line, len(lines)):
         if _HEADING.match(lines[index]) and index + 1 != heading_line:
             break
-        if key in fold(lines[index]):
+        if key in fold(re.sub(r"<!--.*?-->", "", lines[index])):
             return index + 1
     return heading_line

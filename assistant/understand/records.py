@@ -223,7 +223,10 @@ def record_path(org: str, policy_path: Path | None = None) -> Path | None:
     folder, then the shipped one (resources.find, like every other data file)."""
     if policy_path is not None:
         beside = Path(policy_path).with_name(record_name(org))
-        if beside.is_file():
+        shipped = resources.shipped("policies")
+        # Beside the operator's own policy it wins; beside the shipped policy, the operator's
+        # policies folder may still override it (file by file, like every data file).
+        if beside.is_file() and beside.parent.resolve() != shipped.resolve():
             return beside
     return resources.find("policies", record_name(org))
 
