@@ -26,6 +26,8 @@ from .understand import learned
 from .understand.intents import lexicon_files, load_lexicon
 from .understand.language import load_profiles, read_toml
 from .understand.policies import INTENTS, Policy, load_policy
+from .understand.policy_check import Finding, check_policy_file, load_rules, rules_path
+from .understand.records import Record, RecordError, check_systems, load_record, record_path
 
 # What every reply language needs: the mails the product sends, one block per right, the
 # shared macros and the words (labels.toml) the drafting code asks for.
@@ -45,6 +47,8 @@ class OrgReport:
     id: str
     policy: Path | None
     sections: dict[str, int] = field(default_factory=dict)  # intent -> quotable sections
+    record: Record | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,11 @@ class Report:
     templates: int
     model: str
     seconds: float
+    rules: tuple[Path | None, int] = (None, 0)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(w for org in self.organisations for w in org.warnings)
 
     def summary(self) -> str:
         """What an operator wants to see after an edit: which files are in use, and that the
@@ -66,12 +75,35 @@ class Report:
             if org.policy is not None:
                 counts = ", ".join(f"{i} {org.sections.get(i, 0)}" for i in INTENTS)
                 lines.append(f"  {'':<15} sections per intent: {counts}")
+            if org.record is not None:
+                lines.extend(f"  {'':<15} {line}" for line in _record_summary(org.record))
         lines.append(f"lexicons: {self.lexicon_files} files; languages: "
                      f"{', '.join(self.lexicon_languages)}")
         lines.append(f"templates: {self.templates} in {len(self.template_languages)} languages: "
                      f"{', '.join(self.template_languages)}")
         lines.append(f"learned model: {self.model}")
+        lines.append(f"stale-law rules: {self.rules[1]} in {self.rules[0] or 'none'}")
+        if self.warnings:
+            lines.append("warnings:")
+            lines.extend(f"  {w}" for w in self.warnings)
         return "\n".join(lines)
+
+
+def _record_summary(record: Record) -> list[str]:
+    """The record at a glance: activities with retention, what is suppressed not erased, what
+    leaves the EEA, and how many entries staff must still confirm."""
+    out = [f"record: {record.path} ({len(record.activities)} activities, "
+           f"{len(record.to_confirm())} entries to confirm)"]
+    for a in record.activities:
+        law = f", {a.retention.law}" if a.retention.law else ""
+        mark = " [confirm]" if a.confirm or a.retention.confirm else ""
+        out.append(f"  {a.id}: {a.name.en}; retention: {a.retention.text.en}{law}; systems: "
+                   f"{', '.join(a.systems) or 'none named'}{mark}")
+    if record.suppression_systems():
+        out.append(f"  suppressed, not erased: {', '.join(record.suppression_systems())}")
+    for r in record.transfers():
+        out.append(f"  outside the EEA: {r.name} ({r.location.en}; {r.safeguard.en})")
+    return out
 
 
 def run_checks(settings: Settings) -> Report:
@@ -81,8 +113,9 @@ def run_checks(settings: Settings) -> Report:
     lexicon_languages, files = check_lexicons()
     template_languages, templates = check_templates(_sample_policy(settings, organisations))
     model = check_model()
+    rules = check_rules()
     return Report(organisations, lexicon_languages, files, template_languages, templates, model,
-                  time.perf_counter() - started)
+                  time.perf_counter() - started, rules)
 
 
 _done: dict[tuple[Any, ...], Report] = {}
@@ -112,7 +145,73 @@ def check_policy(settings: Settings, org: Organization) -> OrgReport:
                          f"policy file {org.policy!r} not found (looked in "
                          f"{', '.join(str(p.parent) for p in looked)})")
     policy = _load(load_policy, path)
-    return OrgReport(org.id, path, _sections_per_intent(policy))
+    record, warnings = check_record(org, policy, path)
+    warnings = (*warnings, *_placeholder_warnings(settings, org, policy))
+    return OrgReport(org.id, path, _sections_per_intent(policy), record, tuple(warnings))
+
+
+def check_record(org: Organization, policy: Policy, policy_path: Path
+                 ) -> tuple[Record | None, tuple[str, ...]]:
+    """The organisation's record of processing, next to its policy: it parses (every text in
+    bokmål and English, the required fields), names only the organisation's systems and only
+    sections the policy has. No record is a warning: replies then state the rights without
+    the Art. 15 details, which staff must add."""
+    path = record_path(org.id, policy_path)
+    if path is None:
+        return None, (f"{org.id}: no record of processing ({org.id}.record.toml next to "
+                      f"{policy_path.name}): access and erasure replies cannot give the "
+                      "Art. 15 details",)
+    record = _load(load_record, path)
+    try:
+        check_systems(record, org.systems)
+    except RecordError as exc:
+        raise CheckError(str(exc)) from None
+    ids = {s.id for s in policy.sections}
+    for activity in record.activities:
+        for section in activity.sections:
+            if section not in ids:
+                raise CheckError(f"{path}:{activity.line}: activity {activity.id!r} names "
+                                 f"section {section!r}, which {policy_path.name} does not have")
+    return record, ()
+
+
+def _placeholder_warnings(settings: Settings, org: Organization, policy: Policy
+                          ) -> tuple[str, ...]:
+    """An address the policy itself never names is probably a placeholder (DESIGN.md: the
+    InfraComfort and Plania policies name none): replies are signed with it, so say so."""
+    named = {a.lower() for a in policy.addresses}
+    text = " ".join(s.text for s in policy.sections).lower()
+    out = []
+    for address in org.addresses:
+        if address.lower() not in named and address.lower() not in text:
+            out.append(f"{_config_where(settings, address, 'addresses')}: organizations.{org.id}."
+                       f"addresses: {address} is not named in {org.policy}: a placeholder? "
+                       "Replies are signed with it; replace it with a working address")
+    return tuple(out)
+
+
+def policy_findings(settings: Settings, orgs: list[Organization]
+                    ) -> list[tuple[str, list[Finding]]]:
+    """`dsr policies check`: per organisation with a policy, its findings (stale law, dead
+    links, contradictions with the record)."""
+    rules = _load(load_rules, rules_path()) if rules_path() else ()
+    out = []
+    for org in orgs:
+        path = settings.policy_path(org)
+        if path is None:
+            continue
+        policy = _load(load_policy, path)
+        record_file = record_path(org.id, path)
+        record = _load(load_record, record_file) if record_file else None
+        out.append((org.id, check_policy_file(path, policy, record, rules)))
+    return out
+
+
+def check_rules() -> tuple[Path | None, int]:
+    path = rules_path()
+    if path is None:
+        return None, 0
+    return path, len(_load(load_rules, path))
 
 
 def _sections_per_intent(policy: Policy) -> dict[str, int]:
@@ -124,7 +223,7 @@ def _sections_per_intent(policy: Policy) -> dict[str, int]:
     return counts
 
 
-def _config_where(settings: Settings, value: str) -> str:
+def _config_where(settings: Settings, value: str, key: str = "policy") -> str:
     """`file:line` of the config line that holds `value`: the operator's file if it names it,
     else the embedded defaults."""
     for path in (settings.config_file, resources.default_config()):
@@ -135,7 +234,7 @@ def _config_where(settings: Settings, value: str) -> str:
         except OSError:
             continue
         for number, line in enumerate(lines, start=1):
-            if re.match(r"\s*policy\s*=", line) and value in line:
+            if re.match(rf"\s*{key}\s*=", line) and value in line:
                 return f"{path}:{number}"
     return str(settings.config_file or resources.default_config())
 

@@ -305,6 +305,52 @@ def check() -> None:
     except checks.CheckError as exc:
         raise DataProblem(str(exc)) from None
     click.echo(report.summary())
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+# -- policies -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def policies() -> None:
+    """The organisations' privacy policies and records of processing."""
+
+
+@policies.command("check")
+@click.argument("org_id", required=False, metavar="[ORG]")
+@config_option
+def policies_check(org_id: str | None) -> None:
+    """Flag what a reply must not repeat from a policy: repealed or invalid law (Privacy
+    Shield, the 2000 personopplysningsloven, ekomloven § 2-7b, a law named as a retention duty
+    that is none), dead links, and retention periods that contradict the record of processing.
+
+    One line per finding, file:line: what is wrong (why / what is current). The rules are data:
+    policies/stale_law.toml. A report: exit 0 whatever it finds; 2 for an unknown ORG.
+    """
+    from . import checks
+
+    conf = settings()
+    if org_id is not None:
+        try:
+            orgs = [conf.organization(org_id)]
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from None
+    else:
+        orgs = list(conf.organizations)
+    try:
+        found = checks.policy_findings(conf, orgs)
+    except checks.CheckError as exc:
+        raise DataProblem(str(exc)) from None
+    total = 0
+    for org, findings in found:
+        for finding in findings:
+            click.echo(str(finding))
+        total += len(findings)
+    checked = [org for org, _ in found]
+    click.echo(f"dsr policies check: {total} finding(s) in {len(checked)} "
+               f"polic{'y' if len(checked) == 1 else 'ies'} ({', '.join(checked) or 'none'})",
+               err=True)
 
 
 # -- deadline -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .store.models import Case, Draft, Message
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
 from .understand.policies import Policy, load_policy
+from .understand.records import Record, find_record
 
 # What a person wrote passes through here; only its outcome (intents, ids, sizes) is logged.
 log = get_logger("workflow")
@@ -98,6 +99,17 @@ def open_request(
     return case
 
 
+def record_for(settings: Settings, org: Organization) -> Record | None:
+    """The organisation's record of processing: next to its policy, else in the policy folders."""
+    return find_record(org.id, settings.policy_path(org))
+
+
+def _erasure_checklist(session: Session, case: Case) -> dict[str, tuple] | None:
+    """The case's erasure checklist as drafting reads it; None when the case has none."""
+    tasks = cases.erasure_tasks(session, case)
+    return {t.system: (t.state, t.law or "") for t in tasks} if tasks else None
+
+
 def _request_text(session: Session, case: Case) -> str | None:
     first = session.execute(
         select(Message).where(Message.case_id == case.id, Message.direction == "in")
@@ -119,7 +131,9 @@ def compose(session: Session, settings: Settings, case: Case) -> DraftText:
         question=_request_text(session, case) if "question" in intents else None,
         extended_due=case.due if case.extended else None,
         extension_reason=case.extension_reason if case.extended else None,
-        verified=case.verified,
+        verified=case.verified, record=record_for(settings, org),
+        requester_name=case.requester_name,
+        erasure_checklist=_erasure_checklist(session, case) if "erasure" in intents else None,
     )
 
 

@@ -22,6 +22,8 @@ from assistant.drafting import (
     reply_language,
 )
 from assistant.understand.policies import INTENTS, load_policies, sections_for_intent
+from assistant.understand.policy_check import flagged_sections
+from assistant.understand.records import find_record
 
 RIGHTS = [i for i in INTENTS if i != "question"]
 REF = "DSR-2026-0042"
@@ -151,27 +153,41 @@ def test_verification_draft(orgs):
 # --------------------------------------------------------------------------- replies per intent
 
 
+def excerpt_in_section(block: str, section_text: str) -> bool:
+    """Every part of a quoted excerpt is the section's own words (cut at '[…]')."""
+    quoted = " ".join(block.replace(">", " ").split())
+    text = " ".join(section_text.split())
+    return all(part.strip() in text for part in quoted.split("[…]") if part.strip())
+
+
 @pytest.mark.parametrize("language", ["nb", "en"])
 @pytest.mark.parametrize("intent", RIGHTS)
-def test_reply_for_each_intent_quotes_only_tagged_sections(policies, orgs, intent, language):
+def test_reply_for_each_intent_quotes_at_most_one_tagged_unflagged_section(policies, orgs,
+                                                                          intent, language):
     for org, policy in policies.items():
         draft = draft_reply(orgs[org], policy, REF, [intent], language, DUE)
         assert_clean(draft)
         assert draft.kind == intent and draft.language == language
         tagged = {s.id for s, _ in sections_for_intent(policy, intent, k=10)}
-        assert set(draft.quoted_sections) <= tagged
+        flagged = set(flagged_sections(policy, find_record(org)))
+        assert set(draft.quoted_sections) <= tagged - flagged
+        assert len(draft.quoted_sections) <= 1
+        if language == "en" or intent in {"access", "erasure"}:
+            # A Norwegian policy is never pasted into an English reply; access and erasure
+            # are answered from the record of processing.
+            assert draft.quoted_sections == () and "\n> " not in draft.body
         blocks = quoted_blocks(draft.body)
         assert len(blocks) == len(draft.quoted_sections)
         for section_id in draft.quoted_sections:
             section = policy.section(section_id)
-            first_words = " ".join(section.text.split()[:5])
-            assert first_words in " ".join(blocks[section.heading].replace(">", " ").split())
-        if not tagged:
+            assert excerpt_in_section(blocks[section.heading], section.text)
+            assert len(blocks[section.heading].replace(">", " ").split()) <= 62
+        if not tagged and intent not in {"access", "erasure"}:
             assert draft.quoted_sections == () and "\n> " not in draft.body
             phrase = "beskriver ikke" if language == "nb" else "does not describe"
             assert phrase in draft.body
         day = "2. mars 2026" if language == "nb" else "2 March 2026"
-        assert day in draft.body or intent == "opt_out"
+        assert day in draft.body or intent in {"opt_out", "erasure"}
 
 
 def test_bagges_portability_states_the_right_without_quoting(policies, orgs):
@@ -192,21 +208,24 @@ def test_branninfo_portability_quotes_its_json_section(policies, orgs):
 
 
 @pytest.mark.parametrize("language", ["nb", "en"])
-def test_erasure_lists_systems_and_what_the_law_keeps(policies, orgs, language):
+def test_an_unsettled_erasure_says_it_is_not_ready_and_promises_nothing(policies, orgs,
+                                                                        language):
     for org, policy in policies.items():
         info = orgs[org]
         draft = draft_reply(info, policy, REF, ["erasure"], language, DUE)
+        assert not draft.ready
         for system in info.systems:
-            assert f"- {system}" in draft.body
-        for law in info.retention_law:
-            assert law in draft.body
-        assert "bokføringsloven" in draft.body and "regnskapsloven" in draft.body
+            assert system in draft.body  # in the line for staff
+        assert "sletter vi opplysningene om deg i disse systemene" not in draft.body
+        assert "erase the data about you in these systems" not in draft.body
+        assert "produktansvar" not in draft.body.lower()
+        assert "forbrukerkjøp" not in draft.body.lower()
 
 
-def test_erasure_without_known_systems_says_every_system(orgs):
+def test_erasure_without_known_systems_or_record_is_not_ready(orgs):
     bare = OrgInfo(id="x", name="X AS", addresses=(), systems=())
     draft = draft_reply(bare, None, REF, ["erasure"], "nb", DUE)
-    assert "i alle systemer" in draft.body
+    assert not draft.ready and "ikke klart" in draft.body
     assert "beskriver ikke" not in draft.body  # with no policy we claim nothing about it
 
 
@@ -218,8 +237,7 @@ def test_several_intents_make_one_mail_and_quote_a_section_once(policies, orgs):
     for heading in ("Begrensning av behandlingen", "Protest mot behandlingen",
                     "Reservasjon mot markedsføring"):
         assert heading in draft.body
-    assert draft.body.count("«DINE RETTIGHETER»\n>") == 1
-    assert "sitert ovenfor" in draft.body
+    assert draft.body.count("«DINE RETTIGHETER»\n>") == 1  # quoted once, not per right
     assert len(draft.quoted_sections) == len(set(draft.quoted_sections))
     assert "begrensning av behandlingen, protest mot behandlingen og reservasjon" in draft.subject
 
@@ -234,24 +252,30 @@ def test_no_intents_asks_what_they_want_and_lists_rights(orgs, policies):
             assert word in draft.body
 
 
-def test_question_is_answered_by_quoting_the_best_section(policies, orgs):
+def test_question_is_answered_from_the_record_then_one_short_quote(policies, orgs):
     draft = draft_reply(orgs["branninfo"], policies["branninfo"], REF, ["question"], "nb", DUE,
                         question="Hvor lenge lagrer dere telefonopptak?")
     assert_clean(draft)
-    assert draft.quoted_sections[0] == "opptak"
+    first = draft.body.split("\n\n")[2]  # after the greeting and the thanks
+    assert "seks uker" in first  # the direct answer, from the record, comes first
+    assert draft.quoted_sections == ("opptak",)
     assert "«Opptak»\n> Som standardinnstilling lagrer Branninfo.no telefonsamtaler i seks uker." \
         in draft.body
     assert "telefonopptak" not in draft.body  # the requester's own words are not echoed
+    assert len(draft.body.split()) < 250
     english = draft_reply(orgs["branninfo"], policies["branninfo"], REF, ["question"], "en", DUE,
                           question="How long do you keep call recordings?")
-    assert english.quoted_sections[0] == "opptak" and "Your question" in english.subject
+    assert "six weeks" in english.body and "Your question" in english.subject
+    assert english.quoted_sections == ()  # the policy is Norwegian: described, never pasted
 
 
 def test_question_the_policy_cannot_answer_quotes_nothing(policies, orgs):
     draft = draft_reply(orgs["bagges"], policies["bagges"], REF, ["question"], "nb", DUE,
                         question="Hva koster en ny tenningsplugg?")
     assert draft.quoted_sections == () and "\n> " not in draft.body
-    assert "svarer ikke direkte" in draft.body
+    assert "sier ikke noe om dette" in draft.body
+    assert "[[TIL SAKSBEHANDLER" in draft.body and not draft.ready
+    assert len(draft.body.split()) < 250
 
 
 def test_reply_with_extension_shows_new_date_and_reason(policies, orgs):
@@ -276,7 +300,7 @@ def test_html_in_values_is_never_inserted(orgs):
                   systems=("<script>alert(1)</script>CRM",))
     draft = draft_reply(org, None, REF, ["erasure"], "en", DUE)
     assert "<b>" not in draft.body and "<script>" not in draft.body
-    assert "Evil AS" in draft.body and "- alert(1)CRM" in draft.body
+    assert "Evil AS" in draft.body and "alert(1)CRM" in draft.body
     assert "<post@x.no>" in draft.body  # an address in angle brackets is not HTML
 
 

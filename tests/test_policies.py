@@ -68,7 +68,8 @@ def test_front_matter_names_systems_addresses_and_retention_law(policies):
     assert branninfo.addresses == ("kundesenter@branninfo.no",)
     assert any("TMG" in s for s in branninfo.systems) and "Visma" in branninfo.systems
     assert "CRM" in branninfo.systems
-    assert "regnskapsloven" in branninfo.retention_law
+    # The duty to keep accounting records is bokføringsloven § 13, not regnskapsloven.
+    assert branninfo.retention_law == ("bokføringsloven",)
     assert policies["bagges"].addresses == ("post@bagges.no",)
     assert policies["proffsecurity"].addresses == ("post@proffsecurity.no",)
     assert policies["infracomfort"].addresses == ()  # the policy names none
