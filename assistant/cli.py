@@ -343,7 +343,7 @@ def policies_check(org_id: str | None) -> None:
     except checks.CheckError as exc:
         raise DataProblem(str(exc)) from None
     total = 0
-    for org, findings in found:
+    for _org, findings in found:
         for finding in findings:
             click.echo(str(finding))
         total += len(findings)

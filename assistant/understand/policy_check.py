@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import resources
 from ..text import fold
 from .policies import Policy, Section, slugify
-from .records import Record, period_months
+from .records import Record
 
 RULES_FILE = "stale_law.toml"
 
