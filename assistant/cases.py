@@ -368,7 +368,9 @@ def reopen(session: Session, ref: str, by: str, reason: str | None = None) -> Ca
 # -- drafts -------------------------------------------------------------------------------------
 
 
-NOTICE_KINDS = frozenset({"extension"})  # mail about the case, not the answer to the request
+NOTICE_KINDS = frozenset({"extension"})
+# A line for staff in a draft ("[[ … ]]", drafting.STAFF_MARK): such a draft cannot be sent.
+STAFF_MARK = "[["  # mail about the case, not the answer to the request
 
 
 def add_draft(session: Session, case: Case, *, kind: str, language: str, subject: str,
@@ -433,6 +435,11 @@ def approve_draft(session: Session, ref: str, by: str, edited_body: str | None =
         if not edited_body.strip():
             raise CaseError("the edited reply is empty")
         draft.body = edited_body
+    if STAFF_MARK in draft.body:
+        raise CaseError(
+            f"case {case.ref}: the reply still holds a line for staff ({STAFF_MARK} … ]]); "
+            "settle what it names, or edit it (--edit-file) before approving"
+        )
     draft.state = "approved"
     draft.decided_at = _now(now)
     draft.decided_by = by
@@ -491,20 +498,31 @@ def erasure_tasks(session: Session, case: Case) -> list[ErasureTask]:
     ).scalars())
 
 
+ERASURE_OUTCOMES = ("done", "kept", "suppressed")
+
+
 def settle_erasure(session: Session, ref: str, system: str, outcome: str, by: str,
-                   law: str | None = None, note: str | None = None) -> ErasureTask:
-    """Tick one system as erased, or as kept by law (the law must be named)."""
-    if outcome not in ("done", "kept"):
-        raise CaseError("an erasure task is settled as 'done' or 'kept'")
+                   law: str | None = None, note: str | None = None,
+                   until: date | None = None) -> ErasureTask:
+    """Tick one system as erased, as kept by law (the law must be named, and until when), or
+    as suppressed (marketing systems: the suppression entry stays so marketing stays stopped)."""
+    if outcome not in ERASURE_OUTCOMES:
+        raise CaseError("an erasure task is settled as 'done', 'kept' or 'suppressed'")
     if outcome == "kept" and not (law and law.strip()):
-        raise CaseError("data kept by law must name the law (e.g. bokføringsloven)")
+        raise CaseError("data kept by law must name the law (e.g. bokføringsloven § 13)")
+    if outcome != "kept" and until is not None:
+        raise CaseError("only data kept by law has an end date (--until)")
     case = get_case(session, ref, for_update=True)
+    if case.state in FINISHED_STATES:
+        raise CaseError(f"case {case.ref} is {case.state}; reopen it before changing its checklist")
     for task in erasure_tasks(session, case):
         if task.system.lower() == system.strip().lower():
             task.state, task.law, task.note = outcome, (law or None), note
+            task.kept_until = until if outcome == "kept" else None
             task.settled_by, task.settled_at = by, utcnow()
             session.add(task)
-            record_event(session, case, by, f"erasure_{outcome}", system=task.system, law=law)
+            record_event(session, case, by, f"erasure_{outcome}", system=task.system, law=law,
+                         until=until)
             log.info("erasure settled", extra={"ref": case.ref, "system": task.system,
                                                "outcome": outcome})
             _log_checklist_settled(session, case)
@@ -573,8 +591,8 @@ def case_details(session: Session, case: Case) -> dict[str, Any]:
         for d in drafts
     ]
     data["erasure_tasks"] = [
-        {"system": t.system, "state": t.state, "law": t.law, "note": t.note,
-         "settled_by": t.settled_by, "settled_at": _iso(t.settled_at)}
+        {"system": t.system, "state": t.state, "law": t.law, "until": _iso(t.kept_until),
+         "note": t.note, "settled_by": t.settled_by, "settled_at": _iso(t.settled_at)}
         for t in erasure_tasks(session, case)
     ]
     events = session.execute(

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -756,18 +756,31 @@ def check_address(value: str, option: str) -> None:
               help="The system from the erasure checklist.")
 @click.option("--done", "outcome", flag_value="done", help="The person's data was deleted there.")
 @click.option("--kept", "outcome", flag_value="kept", help="Data is kept because a law requires it.")
+@click.option("--suppressed", "outcome", flag_value="suppressed",
+              help="A marketing system: the person is suppressed there (kept on the do-not-contact "
+                   "list), not deleted, so marketing stays stopped.")
 @click.option("--law", default=None, callback=_short(200),
-              help="With --kept: the law, e.g. bokføringsloven.")
+              help="With --kept: the provision, e.g. 'bokføringsloven § 13'.")
+@click.option("--until", "until_text", default=None, metavar="DATE",
+              help="With --kept: the date the retention ends (the reply tells the requester).")
 @click.option("--note", default=None, help="Optional note.")
 @_by_option
 @config_option
-def cases_erasure(ref: str, system: str, outcome: str | None, law: str | None, note: str | None,
-                  by: str) -> None:
-    """Settle one system of an erasure case's checklist."""
+def cases_erasure(ref: str, system: str, outcome: str | None, law: str | None,
+                  until_text: str | None, note: str | None, by: str) -> None:
+    """Settle one system of an erasure case's checklist; a pending reply is redrafted from it."""
     if outcome is None:
-        raise UsageProblem("say --done or --kept")
+        raise UsageProblem("say --done, --kept or --suppressed")
+    until = None
+    if until_text is not None:
+        try:
+            until = date.fromisoformat(until_text.strip())
+        except ValueError:
+            raise UsageProblem(f"--until: {until_text!r} is not a date (YYYY-MM-DD)") from None
     with store_session() as (_conf, session):
-        task = case_engine.settle_erasure(session, ref, system, outcome, by, law=law, note=note)
+        conf = checked_settings()
+        task = workflow.settle(session, conf, ref, system, outcome, by, law=law, note=note,
+                               until=until)
         click.echo(f"{ref.upper()}: {task.system} {task.state}")
 
 

@@ -110,6 +110,7 @@ class EventKind(StrEnum):
     ERASURE_CHECKLIST = "erasure_checklist"
     ERASURE_DONE = "erasure_done"
     ERASURE_KEPT = "erasure_kept"
+    ERASURE_SUPPRESSED = "erasure_suppressed"
 
 
 class ClockMode(StrEnum):

@@ -14,6 +14,7 @@ import uuid
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -23,7 +24,7 @@ from .config import Organization, Settings
 from .drafting import Draft as DraftText
 from .drafting import OrgInfo, draft_extension, draft_reply
 from .logs import get_logger
-from .store.models import Case, Draft, Message
+from .store.models import Case, Draft, ErasureTask, Message
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
 from .understand.policies import Policy, load_policy
@@ -104,10 +105,25 @@ def record_for(settings: Settings, org: Organization) -> Record | None:
     return find_record(org.id, settings.policy_path(org))
 
 
-def _erasure_checklist(session: Session, case: Case) -> dict[str, tuple] | None:
+def _erasure_checklist(session: Session, case: Case) -> dict[str, Any] | None:
     """The case's erasure checklist as drafting reads it; None when the case has none."""
     tasks = cases.erasure_tasks(session, case)
-    return {t.system: (t.state, t.law or "") for t in tasks} if tasks else None
+    if not tasks:
+        return None
+    return {t.system: {"outcome": t.state, "law": t.law or "", "until": t.kept_until}
+            for t in tasks}
+
+
+def settle(session: Session, settings: Settings, ref: str, system: str, outcome: str, by: str,
+           law: str | None = None, note: str | None = None, until: date | None = None
+           ) -> ErasureTask:
+    """Settle one system of the erasure checklist; a pending reply is written anew from the
+    checklist as it now stands, so it never says a kept system was deleted."""
+    task = cases.settle_erasure(session, ref, system, outcome, by, law=law, note=note, until=until)
+    case = cases.get_case(session, ref)
+    if case.state == "drafted":
+        draft_for_case(session, settings, case, actor=by)
+    return task
 
 
 def _request_text(session: Session, case: Case) -> str | None:

@@ -214,8 +214,9 @@ class ErasureTask(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="cases.id", index=True)
     system: str = Field(max_length=200)
-    state: str = Field(default="pending", max_length=16)  # pending | done | kept
+    state: str = Field(default="pending", max_length=16)  # pending | done | kept | suppressed
     law: str | None = Field(default=None, max_length=200)
+    kept_until: date | None = None  # with kept: the end of the retention the law demands
     note: str | None = Field(default=None, sa_column=Column(Text))
     settled_by: str | None = Field(default=None, max_length=200)
     settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
