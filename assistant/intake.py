@@ -104,10 +104,8 @@ def reference_pattern(prefix: str) -> re.Pattern[str]:
 
 def find_case(session: Session, settings: Settings, message: Message, mail: ParsedMail,
               org: Organization | None) -> tuple[Case | None, str]:
-    """The case this mail follows up, and how it was found (FIELD-NOTES order)."""
-    seen = _case_by_message_id(session, message.message_id or mail.message_id, message.id)
-    if seen is not None:
-        return seen, "message_id"
+    """The case this mail follows up, and how it was found (FIELD-NOTES order; a Message-ID seen
+    before is handled by `handle` as a duplicate)."""
     parent = _case_by_message_id(session, mail.in_reply_to, message.id)
     if parent is not None:
         return parent, "in_reply_to"

@@ -109,7 +109,6 @@ def open_request(
         message.subject = mask_personal_numbers(subject) or None
         message.text = mask_personal_numbers(body)
         session.add(message)
-        session.flush()
     elif body or subject:
         kept = record_request_text(session, case, channel=channel, received_at=received_at,
                                    subject=subject, body=body, requester=requester)
@@ -121,7 +120,7 @@ def open_request(
     if acknowledge is None:
         acknowledge = channel == "email"
     if acknowledge:
-        acknowledge_case(session, settings, case, now=now)
+        acknowledge_case(session, settings, case, now=now, message=message)
     return case
 
 
@@ -285,7 +284,7 @@ def _header_recipients(raw: bytes) -> list[str]:
 
 def queue_mail(session: Session, settings: Settings, case: Case, *, subject: str, body: str,
                dedup_key: str, draft: Draft | None = None, secret: str | None = None,
-               now: datetime | None = None) -> Outbox | None:
+               now: datetime | None = None, parent_row: Message | None = None) -> Outbox | None:
     """Write one mail to the requester into the outbox (nothing is sent here). The dedup key is
     unique in the table: asking twice queues once. A copy is kept as an outgoing message (its
     Message-ID is how a reply to it finds the case), with `secret` (a one-time code) masked."""
@@ -296,7 +295,8 @@ def queue_mail(session: Session, settings: Settings, case: Case, *, subject: str
         return existing
     moment = _utc(now)
     org = settings.organization(case.org)
-    parent_row = _last_incoming(session, case)
+    if parent_row is None or parent_row.message_id is None:
+        parent_row = _last_incoming(session, case)
     sender = _sender_for(settings, org, parent_row)
     parent = None
     if parent_row is not None:
@@ -326,7 +326,7 @@ def queue_mail(session: Session, settings: Settings, case: Case, *, subject: str
 
 
 def acknowledge_case(session: Session, settings: Settings, case: Case,
-                     now: datetime | None = None) -> Outbox | None:
+                     now: datetime | None = None, message: Message | None = None) -> Outbox | None:
     """The receipt: reference, the date we answer by and, when ID is needed, a one-time code."""
     if not case.requester:
         return None
@@ -342,7 +342,7 @@ def acknowledge_case(session: Session, settings: Settings, case: Case,
     due = case.due or cases.compute_deadlines(case.received_at).due
     text = draft_acknowledgement(org_info(org), case.ref, due, case.language, code, needs_code)
     row = queue_mail(session, settings, case, subject=text.subject, body=text.body,
-                     dedup_key=f"ack:{case.id}", secret=code, now=moment)
+                     dedup_key=f"ack:{case.id}", secret=code, now=moment, parent_row=message)
     cases.record_event(session, case, "dsr", "acknowledged", code_sent=code is not None,
                        outbox=row.id if row is not None else None)
     return row
