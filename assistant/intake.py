@@ -35,6 +35,7 @@ from sqlmodel import Session
 from . import workflow
 from .config import Organization, Settings
 from .mail.parse import ParsedMail, parse_mail
+from .store import gate as write_gate
 from .store.db import session_scope
 from .store.models import Case, Message, utcnow
 from .understand.pii import mask_personal_numbers
@@ -182,14 +183,15 @@ def handle(session: Session, settings: Settings, message: Message,
     return Outcome(message.id, PROCESSED, "opened", case.ref)
 
 
-def process_one(engine: Engine, settings: Settings, now: datetime | None = None) -> Outcome | None:
+def process_one(engine: Engine, settings: Settings, now: datetime | None = None,
+                gate: write_gate.WriteGate | None = None) -> Outcome | None:
     """Claim and decide the oldest stored message in its own transaction; None when none waits.
 
     A database that is busy or gone leaves the message `stored` (raised to the caller, who
     waits and tries again); any other error marks it `failed` with the error's class."""
     claimed: int | None = None
     try:
-        with session_scope(engine) as session:
+        with write_gate.background(gate), session_scope(engine) as session:
             message = claim_next(session)
             if message is None:
                 return None
@@ -200,7 +202,8 @@ def process_one(engine: Engine, settings: Settings, now: datetime | None = None)
     except Exception as exc:  # noqa: BLE001
         if claimed is None:
             raise
-        outcome = _mark_failed(engine, claimed, exc)
+        with write_gate.background(gate):
+            outcome = _mark_failed(engine, claimed, exc)
     log.info("message %s", outcome.status, extra={"message_id": outcome.message, "ref": outcome.ref,
                                                   "outcome": outcome.outcome})
     return outcome
@@ -219,13 +222,13 @@ def _mark_failed(engine: Engine, message_id: int, exc: BaseException) -> Outcome
 
 
 def drain(engine: Engine, settings: Settings, limit: int | None = None,
-          stop: threading.Event | None = None) -> int:
+          stop: threading.Event | None = None, gate: write_gate.WriteGate | None = None) -> int:
     """Process stored messages until none is left (or `limit`, or `stop`); how many were done."""
     done = 0
     while limit is None or done < limit:
         if stop is not None and stop.is_set():
             break
-        if process_one(engine, settings) is None:
+        if process_one(engine, settings, gate=gate) is None:
             break
         done += 1
     return done
@@ -235,8 +238,8 @@ class Worker:
     """Runs `drain` until stopped; a channel that stored something may `wake` it early."""
 
     def __init__(self, engine: Engine, settings: Settings, poll_seconds: float = 1.0,
-                 retry_seconds: float = 2.0) -> None:
-        self.engine, self.settings = engine, settings
+                 retry_seconds: float = 2.0, gate: write_gate.WriteGate | None = None) -> None:
+        self.engine, self.settings, self.gate = engine, settings, gate
         self.poll_seconds, self.retry_seconds = poll_seconds, retry_seconds
         self._wake = threading.Event()
 
@@ -248,7 +251,7 @@ class Worker:
         while not stop.is_set():
             self._wake.clear()
             try:
-                drain(self.engine, self.settings, stop=stop)
+                drain(self.engine, self.settings, stop=stop, gate=self.gate)
             except OperationalError as exc:
                 log.warning("database unavailable; retrying", extra={"error": type(exc.orig).__name__
                                                                     if exc.orig else "OperationalError"})

@@ -12,6 +12,8 @@ module only delivers rows:
   ``failed`` for a person. A sender that dies mid-delivery leaves the row ``sending``; when the
   lease runs out it is claimed again (at-least-once: the relay may then see the same Message-ID
   twice, the only case where a mail can be doubled).
+- Without a relay (`outbound.host` unset) the mail is written to the Maildir `outbound.maildir`;
+  a local file write, so claim, write and `sent` are one transaction and no lease is needed.
 - Delivering an approved reply makes the case ``answered`` (cases.mark_delivered); every other mail
   about a case is an audit event.
 """
@@ -33,6 +35,7 @@ from sqlmodel import Session
 
 from . import cases
 from .config import Settings
+from .store import gate as write_gate
 from .store.db import session_scope
 from .store.models import Case, Draft, Message, Outbox, utcnow
 
@@ -82,8 +85,8 @@ class Sender:
 
     def __init__(self, engine: Engine, settings: Settings, *, base_delay: float = 30.0,
                  max_delay: float = 3600.0, poll_seconds: float = 1.0, timeout: float = 30.0,
-                 lease: timedelta = LEASE) -> None:
-        self.engine, self.settings = engine, settings
+                 lease: timedelta = LEASE, gate: write_gate.WriteGate | None = None) -> None:
+        self.engine, self.settings, self.gate = engine, settings, gate
         self.base_delay, self.max_delay = base_delay, max_delay
         self.poll_seconds, self.timeout, self.lease = poll_seconds, timeout, lease
         self._wake = threading.Event()
@@ -126,7 +129,9 @@ class Sender:
     def send_one(self, now: datetime | None = None) -> str | None:
         """Claim one due row and deliver it; its new state, or None when nothing is due."""
         moment = now or utcnow()
-        with session_scope(self.engine) as session:
+        if not self.settings.outbound.host:
+            return self._send_local(moment)
+        with write_gate.background(self.gate), session_scope(self.engine) as session:
             row = claim_next(session, moment, self.lease)
             if row is None:
                 return None
@@ -143,9 +148,32 @@ class Sender:
             return self._settle(row_id, attempts, PENDING, str(exc), moment)
         return self._settle(row_id, attempts, SENT, None, moment)
 
+    def _send_local(self, moment: datetime) -> str | None:
+        """To the local Maildir: a file write, so claim, write and mark sent in one transaction
+        (no lease to wait out after a crash; a crash between the write and the commit writes
+        the same mail, same Message-ID, again)."""
+        with write_gate.background(self.gate), session_scope(self.engine) as session:
+            row = claim_next(session, moment, self.lease)
+            if row is None:
+                return None
+            try:
+                self.deliver(row.payload, "", row.recipient or "")
+            except (TemporaryFailure, PermanentFailure) as exc:
+                permanent = isinstance(exc, PermanentFailure) or row.attempts >= MAX_ATTEMPTS
+                row.state, row.last_error = (FAILED if permanent else PENDING), str(exc)
+                if not permanent:
+                    row.next_attempt_at = moment + self.backoff(row.attempts)
+            else:
+                row.state, row.last_error, row.sent_at = SENT, None, utcnow()
+                self._record_delivery(session, row)
+            session.add(row)
+            row_id, attempts, state, error = row.id, row.attempts, row.state, row.last_error
+        self._log(row_id, attempts, state, error)
+        return state
+
     def _settle(self, row_id: int, attempts: int, state: str, error: str | None,
                 moment: datetime) -> str:
-        with session_scope(self.engine) as session:
+        with write_gate.background(self.gate), session_scope(self.engine) as session:
             row = session.execute(select(Outbox).where(Outbox.id == row_id).with_for_update()
                                   ).scalars().one()
             if row.state != SENDING or row.attempts != attempts:
@@ -158,6 +186,11 @@ class Sender:
                 row.sent_at = utcnow()
                 self._record_delivery(session, row)
             session.add(row)
+        self._log(row_id, attempts, state, error)
+        return state
+
+    @staticmethod
+    def _log(row_id: int, attempts: int, state: str, error: str | None) -> None:
         extra = {"outbox": row_id, "attempts": attempts, "state": state}
         if state == SENT:
             log.info("mail delivered", extra=extra)
@@ -165,7 +198,6 @@ class Sender:
             log.warning("mail delayed", extra=extra | {"error": error})
         else:
             log.error("mail failed", extra=extra | {"error": error})
-        return state
 
     @staticmethod
     def _record_delivery(session: Session, row: Outbox) -> None:

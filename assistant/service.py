@@ -24,6 +24,7 @@ from .intake import Worker
 from .logs import get_logger
 from .outbox import Sender
 from .store.db import open_store
+from .store.gate import WriteGate
 
 log = get_logger("service")
 
@@ -58,10 +59,13 @@ class Service:
         self.settings = settings
         self.engine = engine or open_store(settings.database.url)
         self.stop_event = threading.Event()
-        self.worker = Worker(self.engine, settings, poll_seconds=worker_poll)
+        # SQLite: the stages' writes take turns in Python, the listener first (store/gate.py).
+        gate = WriteGate() if self.engine.dialect.name == "sqlite" else None
+        self.worker = Worker(self.engine, settings, poll_seconds=worker_poll, gate=gate)
         self.sender = Sender(self.engine, settings, poll_seconds=sender_poll,
-                             base_delay=sender_base_delay)
-        self.smtp = SmtpListener(settings, self.engine, on_stored=self._stored, port=smtp_port)
+                             base_delay=sender_base_delay, gate=gate)
+        self.smtp = SmtpListener(settings, self.engine, on_stored=self._stored, port=smtp_port,
+                                 gate=gate)
         self.threads: list[threading.Thread] = []
         self.imap: Any = None
 

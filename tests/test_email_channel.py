@@ -380,3 +380,27 @@ def test_intake_logs_outcomes_without_addresses_or_text(listener, engine, mail_s
     text = " ".join(r.getMessage() + json.dumps(vars(r), default=str) for r in lines)
     for secret in ("ola.nordmann", "example.no", "91234567", "Innsyn for Ola"):
         assert secret not in text
+
+
+def test_without_a_relay_mail_goes_to_the_maildir(db_url, monkeypatch, tmp_path):
+    import mailbox
+
+    from assistant.config import load_settings
+
+    monkeypatch.setenv("DSR_DATABASE__URL", db_url)
+    monkeypatch.setenv("DSR_OUTBOUND__MAILDIR", str(tmp_path / "outbox"))
+    settings = load_settings(None)
+    engine = open_store(db_url)
+    server = SmtpListener(settings, engine, port=free_port())
+    server.start()
+    try:
+        send(server.port, request())
+    finally:
+        server.stop()
+    assert intake.drain(engine, settings) == 1
+    assert Sender(engine, settings).send_due() == 1
+    box = mailbox.Maildir(str(tmp_path / "outbox"), create=False)
+    [key] = box.keys()
+    assert box.get_message(key)["Auto-Submitted"] == "auto-replied"
+    with Session(engine) as session:
+        assert [r.state for r in session.execute(select(Outbox)).scalars()] == ["sent"]

@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
 from ..config import Settings
+from ..store import gate as write_gate
 from ..store.db import session_scope
 from .store import store_raw
 
@@ -42,8 +43,9 @@ class IntakeHandler:
 
     def __init__(self, engine: Engine, settings: Settings, *,
                  executor: ThreadPoolExecutor | None = None,
-                 on_stored: Callable[[], None] | None = None) -> None:
-        self.engine, self.settings = engine, settings
+                 on_stored: Callable[[], None] | None = None,
+                 gate: write_gate.WriteGate | None = None) -> None:
+        self.engine, self.settings, self.gate = engine, settings, gate
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
         # SQLite's busy handler (milliseconds at a time): one storing thread is faster there.
         writers = 1 if engine.dialect.name == "sqlite" else 4
@@ -102,7 +104,7 @@ class IntakeHandler:
     def store(self, raw: bytes, received_at: datetime, mail_from: str | None,
               rcpt_tos: list[str]) -> tuple[int | None, bool]:
         """Store and commit (in a worker thread); returns (row id, whether it was new)."""
-        with session_scope(self.engine) as session:
+        with write_gate.urgent(self.gate), session_scope(self.engine) as session:
             message, new = store_raw(session, channel="smtp", raw=raw, received_at=received_at,
                                      envelope_from=mail_from or None, envelope_to=rcpt_tos)
             session.flush()
@@ -124,11 +126,12 @@ class SmtpListener:
 
     def __init__(self, settings: Settings, engine: Engine, *,
                  on_stored: Callable[[], None] | None = None,
-                 host: str | None = None, port: int | None = None) -> None:
+                 host: str | None = None, port: int | None = None,
+                 gate: write_gate.WriteGate | None = None) -> None:
         listen_host, listen_port = parse_listen(settings.smtp.listen)
         self.host = host or listen_host
         self.port = port if port is not None else listen_port
-        self.handler = IntakeHandler(engine, settings, on_stored=on_stored)
+        self.handler = IntakeHandler(engine, settings, on_stored=on_stored, gate=gate)
         self.controller = Controller(
             self.handler, hostname=self.host, port=self.port,
             data_size_limit=settings.smtp.max_message_bytes, enable_SMTPUTF8=True,
