@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import mailbox
 import smtplib
-import socket
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -118,7 +117,7 @@ class Sender:
             raise _by_code(exc.smtp_code, type(exc).__name__) from None
         except smtplib.SMTPAuthenticationError as exc:
             raise TemporaryFailure(f"authentication refused ({exc.smtp_code})") from None
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise TemporaryFailure(type(exc).__name__) from None
 
     # -- one row ---------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ import tomllib
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
 from email.utils import getaddresses
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import select
@@ -30,15 +30,21 @@ from sqlmodel import Session
 from . import cases, resources
 from .config import Organization, Settings
 from .drafting import Draft as DraftText
-from .drafting import OrgInfo, draft_acknowledgement, draft_extension, draft_reply, draft_verification
+from .drafting import (
+    OrgInfo,
+    draft_acknowledgement,
+    draft_extension,
+    draft_reply,
+    draft_verification,
+)
 from .logs import get_logger
 from .mail import compose as outgoing
 from .store.models import Case, Draft, Message, Outbox, Verification, utcnow
 from .text import fold
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
-from .vocabulary import VerificationMethod
 from .understand.policies import Policy, load_policy
+from .vocabulary import VerificationMethod
 
 # What a person wrote passes through here; only its outcome (intents, ids, sizes) is logged.
 log = get_logger("workflow")

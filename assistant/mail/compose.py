@@ -19,7 +19,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.mime.text import MIMEText
-from email.utils import formataddr, format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid
 
 from assistant.understand.pii import mask_personal_numbers
 from assistant.vocabulary import strip_reply_prefixes
