@@ -267,7 +267,15 @@ class ImapListener:
                 responses = client.idle_check(timeout=slice_)
                 if any(_is_news(response) for response in responses):
                     break
-                if not responses and time.monotonic() - started < slice_ / 2:
+                if responses:
+                    quick_empty = 0
+                    continue
+                if _peer_closed(client):
+                    raise ConnectionError("the server closed the connection during IDLE")
+                # A timeout returns after the whole slice; an empty return well before it is the
+                # swallowed EOF (on TLS, where the socket cannot be peeked). A loaded machine
+                # may delay either, so only a run of early returns counts.
+                if time.monotonic() - started < slice_ * 0.9:
                     quick_empty += 1
                     if quick_empty >= 3:
                         raise ConnectionError("the server closed the connection during IDLE")
@@ -438,6 +446,20 @@ class ImapListener:
 
 class _LockLost(OSError):
     """The lock's database connection died: stop listening until the lock is taken again."""
+
+
+def _peer_closed(client: IMAPClient) -> bool:
+    """True when the server has closed a plain TCP connection: a peek reads end-of-file at once.
+    (A TLS socket cannot be peeked; then the caller's timing rule decides.)"""
+    sock = getattr(getattr(client, "_imap", None), "sock", None)
+    if sock is None or isinstance(sock, ssl.SSLSocket):
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _is_news(response: Any) -> bool:
