@@ -268,12 +268,65 @@ def demo() -> None:
 
 
 @cli.command("import")
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--store-only", is_flag=True,
+              help="Only store the messages; the worker of a running `dsr serve` decides later.")
 @config_option
-def import_(paths: tuple[Path, ...]) -> None:
-    """Backfill mbox files, Maildirs or .eml files through the normal intake."""
-    checked_settings()
-    not_built("dsr import", "the email channel issue")
+def import_(paths: tuple[Path, ...], store_only: bool) -> None:
+    """Backfill mbox files, Maildirs, .eml files or folders of them through the normal intake.
+
+    Each message is stored once (a message seen before, by any channel, is skipped), with its
+    receipt time from the topmost Received header, else its Date; then the intake worker opens
+    or links a case for each, as for mail that arrives by SMTP or IMAP. Acknowledgements are
+    queued as usual: the sender of `dsr serve` delivers them."""
+    from .channels.files import import_paths
+
+    conf = checked_settings()
+    with store_session() as (_conf, _session):
+        pass  # the schema is at head and the database writable before anything is read
+    engine = open_store(conf.database.url)
+    with _progress("storing") as advance:
+        report = import_paths(engine, [str(p) for p in paths],
+                              progress=lambda r: advance(r.processed, r.total))
+    click.echo(f"stored {report.stored}, seen before {report.seen_before}, "
+               f"unreadable {report.unreadable}, not mail {report.ignored}")
+    for where, reason in report.problems[:20]:
+        click.echo(f"  unreadable: {where}: {reason}", err=True)
+    if store_only:
+        return
+    outcomes = _drain_with_progress(engine, conf)
+    summary = ", ".join(f"{kind} {count}" for kind, count in sorted(outcomes.items())) or "nothing"
+    click.echo(f"processed: {summary}")
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar on stderr when it is a terminal; silence in a pipe or a test."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _done, _total: None
+        return
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _drain_with_progress(engine: Any, conf: Settings) -> dict[str, int]:
+    """Run the intake worker until no stored message is left; outcomes counted by status."""
+    from . import intake
+
+    outcomes: dict[str, int] = {}
+    with _progress("processing") as advance:
+        while True:
+            outcome = intake.process_one(engine, conf)
+            if outcome is None:
+                break
+            outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
+            advance(sum(outcomes.values()), None)
+    return outcomes
 
 
 @cli.command()

@@ -24,6 +24,7 @@ import email.policy
 import logging
 import mailbox
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -133,6 +134,30 @@ def _looks_like_mbox(path: Path) -> bool:
     return head.lstrip(b"\r\n").startswith(b"From ")
 
 
+# Exported mail comes as .eml, but also as .msg.txt, .txt or a bare file from an old client's
+# "save as"; a saved HTML body (.html) is mail without its headers. Documents are not mail.
+_MAIL_SUFFIXES = frozenset({"", ".txt", ".msg", ".mail", ".html", ".htm"})
+_HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}:[ \t]")
+
+
+def _looks_like_message(path: Path, suffix: str) -> bool:
+    """A text file that opens with a header line (or, saved from a browser or client, with HTML):
+    by its first bytes, not its name alone, so a README or a PDF in the folder is left out."""
+    if suffix not in _MAIL_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    if b"\x00" in head:
+        return False
+    start = head.lstrip(b"\r\n\t \xef\xbb\xbf")
+    if suffix in (".html", ".htm"):
+        return start[:1] == b"<"
+    return bool(_HEADER_LINE.match(start))
+
+
 def _file_reader(path: Path) -> Callable[[], bytes]:
     return path.read_bytes
 
@@ -178,10 +203,12 @@ def _sources(path: Path, report: ImportReport) -> Iterator[list[_Item]]:
                     yield from _sources(entry, report)
                 elif entry.is_file():
                     suffix = entry.suffix.lower()
-                    if suffix == ".eml":
-                        yield [_Item(str(entry), _file_reader(entry), _mtime(entry))]
+                    if entry.name.startswith("."):
+                        report.ignored += 1
                     elif suffix == ".mbox" or _looks_like_mbox(entry):
                         yield _mbox_items(entry)
+                    elif suffix == ".eml" or _looks_like_message(entry, suffix):
+                        yield [_Item(str(entry), _file_reader(entry), _mtime(entry))]
                     else:
                         report.ignored += 1
             return
