@@ -111,6 +111,7 @@ class EventKind(StrEnum):
     ERASURE_DONE = "erasure_done"
     ERASURE_KEPT = "erasure_kept"
     ERASURE_SUPPRESSED = "erasure_suppressed"
+    RECTIFIED = "rectified"  # staff recorded what was corrected (Art. 16); the reply states it
 
 
 class ClockMode(StrEnum):
