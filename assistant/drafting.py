@@ -16,6 +16,12 @@ quote from the policy, never from a section that holds stale law or a dead link
   (Art. 19); until every system is settled the draft says it is not ready;
 - question: one direct sentence from the record when it answers, at most one short quote, or,
   when both are silent, a plain statement and a marked line for staff to fill in.
+- rectification: what staff recorded as corrected (`corrected`), and that recipients are told
+  (Art. 19); until something is recorded, a line for staff;
+- objection: the record's activities by what an objection does to them, each with its legal
+  basis (Art. 21(1) test and restriction meanwhile, Art. 18(1)(d); marketing stops at once,
+  Art. 21(3); consent withdrawn; contract and legal obligation outside Art. 21);
+- refusal (`draft_refusal`): the reason and both routes, Datatilsynet and the courts (Art. 12(4)).
 
 A line for staff is written between double brackets, ``[[ … ]]``: a draft holding one is not
 ready to send (`Draft.ready`). A draft never contains personal data about the requester beyond
