@@ -611,7 +611,8 @@ def _print_case(data: dict[str, Any]) -> None:
             law = f" ({t['law']})" if t["law"] else ""
             click.echo(f"    [{t['state']}] {t['system']}{law}")
     for d in data["drafts"]:
-        click.echo(f"  draft {d['id']} [{d['state']}] {d['kind']}: {d['subject']}")
+        edited = " (edited; generated text kept)" if d["edited"] else ""
+        click.echo(f"  draft {d['id']} [{d['state']}] {d['kind']}: {d['subject']}{edited}")
     click.echo("  events:")
     for e in data["events"]:
         click.echo(f"    {e['at']}  {e['kind']:<24} {e['actor']}")
@@ -898,6 +899,7 @@ def drafts_show(ref: str, as_json: bool) -> None:
     versions, and the erasure checklist."""
     from . import desk
 
+    checked_settings()  # the policy and record it reads: a broken file is one line, exit 2
     with store_session(write=False) as (conf, session):
         view = desk.desk_view(session, conf, ref)
     if as_json:
