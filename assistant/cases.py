@@ -600,6 +600,40 @@ def settle_erasure(session: Session, ref: str, system: str, outcome: str, by: st
     raise CaseError(f"case {case.ref} has no erasure task for system {system!r}")
 
 
+# -- what the email channel records ----------------------------------------------------------------
+
+
+def add_intents(session: Session, case: Case, intents: Iterable[str], actor: str,
+                systems: Iterable[str] = (), **detail: Any) -> list[str]:
+    """A follow-up asked for more ("og slett alt etterpå"): the case takes the new intents
+    instead of a second case opening. Returns the intents that were new."""
+    current = json.loads(case.intents)
+    new = [intent for intent in dict.fromkeys(intents) if intent not in current]
+    if not new:
+        return []
+    case.intents = json.dumps(current + new)
+    case.unclear = False
+    case.updated_at = utcnow()
+    session.add(case)
+    record_event(session, case, actor, "intent_added", intents=new, **detail)
+    log.info("intent added", extra={"ref": case.ref, "intents": new})
+    if "erasure" in new and not erasure_tasks(session, case):
+        create_erasure_tasks(session, case, list(systems), actor)
+    return new
+
+
+def mark_delivered(session: Session, case: Case, *, draft: Draft | None, outbox_id: int,
+                   actor: str = "dsr") -> None:
+    """A mail about the case reached the relay. When it is the approved reply the case is
+    answered now, on delivery, not when staff approved it."""
+    if (draft is not None and draft.kind not in NOTICE_KINDS and draft.state == "approved"
+            and case.state == "approved"):
+        _move(session, case, "answered", actor, "answered", draft=draft.id, outbox=outbox_id)
+        return
+    record_event(session, case, actor, "mail_sent", outbox=outbox_id,
+                 draft=draft.id if draft is not None else None)
+
+
 # -- presentation ---------------------------------------------------------------------------------
 
 

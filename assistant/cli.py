@@ -238,16 +238,25 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @cli.command()
 @config_option
 def serve() -> None:
-    """Run every configured channel, the worker and the scheduler until stopped.
+    """Run every configured channel, the worker and the outbox sender until stopped.
 
-    Today this validates the configuration and brings the database schema up to date; the
-    SMTP/IMAP listeners, the Slack bot, the worker and the scheduler come in later releases.
+    The SMTP listener on smtp.listen (and the IMAP listener when [imap] is configured) store
+    each mail before they acknowledge it; the intake worker opens or links cases and queues the
+    acknowledgement; the sender delivers approved replies through [outbound] (or to the
+    outbound.maildir folder when no host is set). SIGTERM/SIGINT: stop accepting, finish the
+    message in hand, exit 0. Logs at INFO unless log.level is set.
     """
+    from . import service
+
     checked_settings()
     with store_session() as (conf, _session):
         orgs = ", ".join(o.id for o in conf.organizations)
         click.echo(f"dsr: configuration valid; database ready; organisations: {orgs}", err=True)
-    not_built("dsr serve (SMTP/IMAP listeners, Slack bot, worker, scheduler)", "the email channel issue")
+    try:
+        code = service.serve(conf)
+    except OSError as exc:
+        raise UsageProblem(f"smtp.listen {conf.smtp.listen}: cannot listen ({exc.strerror or exc})") from None
+    sys.exit(code)
 
 
 @cli.command()
@@ -851,9 +860,9 @@ def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
     """Approve the pending draft of a case (needs a verified requester)."""
     edited = read_text_file(edit_file, "--edit-file") if edit_file is not None else None
     checked_settings()
-    with store_session() as (_conf, session):
-        draft = case_engine.approve_draft(session, ref, by, edited_body=edited)
-        click.echo(f"{ref.upper()}: draft {draft.id} approved by {by}")
+    with store_session() as (conf, session):
+        draft = workflow.approve(session, conf, ref, by, edited_body=edited)
+        click.echo(f"{ref.upper()}: draft {draft.id} approved by {by}; queued for sending")
 
 
 @drafts.command("reject")

@@ -112,6 +112,14 @@ class EventKind(StrEnum):
     ERASURE_KEPT = "erasure_kept"
     ERASURE_SUPPRESSED = "erasure_suppressed"
     RECTIFIED = "rectified"  # staff recorded what was corrected (Art. 16); the reply states it
+    # The email channel: what reached the requester and what came back from them.
+    ACKNOWLEDGED = "acknowledged"  # receipt (with a one-time code when ID is needed) queued
+    CODE_RESENT = "code_resent"
+    VERIFICATION_FAILED = "verification_failed"  # a wrong, expired or misdirected code
+    MESSAGE_LINKED = "message_linked"  # a follow-up mail joined its case
+    INTENT_ADDED = "intent_added"  # a follow-up asked for something more
+    MAIL_SENT = "mail_sent"  # the relay (or the Maildir) took a mail about the case
+    ANSWERED = "answered"  # the approved reply was delivered
 
 
 class ClockMode(StrEnum):

@@ -1,17 +1,26 @@
 """From a request someone made to a case with a drafted reply: the core's one road.
 
-Channels (CLI today; email and Slack later) hand over what the person wrote; this module
-understands it, opens the case, keeps the text (masked) beside the case and drafts the reply
-as soon as the case may have one: at once when verification is not needed, else on
-verification. Nothing here sends anything; reviewers and senders act on the drafts.
+Channels (the CLI, the email intake worker; Slack later) hand over what the person wrote; this
+module understands it, opens the case, keeps the text (masked) beside the case and drafts the
+reply as soon as the case may have one: at once when verification is not needed, else on
+verification. Nothing here sends anything: mail to the requester is written as an outbox row
+(in the same transaction as the change that calls for it) and the outbox sender delivers it.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
+import hmac
 import json
+import re
+import secrets
+import tomllib
 import uuid
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from email.utils import getaddresses
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,16 +28,26 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from . import cases
+from . import cases, resources
 from .config import Organization, Settings
 from .drafting import Draft as DraftText
-from .drafting import OrgInfo, draft_extension, draft_refusal, draft_reply
+from .drafting import (
+    OrgInfo,
+    draft_acknowledgement,
+    draft_extension,
+    draft_refusal,
+    draft_reply,
+    draft_verification,
+)
 from .logs import get_logger
-from .store.models import Case, Draft, ErasureTask, Message
+from .mail import compose as outgoing
+from .store.models import Case, Draft, ErasureTask, Message, Outbox, Verification, utcnow
+from .text import fold
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
 from .understand.policies import Policy, load_policy
 from .understand.records import Record, find_record
+from .vocabulary import VerificationMethod
 
 # What a person wrote passes through here; only its outcome (intents, ids, sizes) is logged.
 log = get_logger("workflow")
@@ -71,9 +90,14 @@ def record_request_text(session: Session, case: Case, *, channel: str, received_
 def open_request(
     session: Session, settings: Settings, *, org_id: str, channel: str, received_at: datetime,
     requester: str | None, requester_name: str | None = None, subject: str = "", body: str = "",
-    intents: list[str] | None = None, actor: str = "dsr",
+    intents: list[str] | None = None, actor: str = "dsr", message: Message | None = None,
+    acknowledge: bool | None = None, now: datetime | None = None,
 ) -> Case:
-    """Understand the request (unless staff named the intents), open its case, draft if allowed."""
+    """Understand the request (unless staff named the intents), open its case, draft if allowed.
+
+    `message` is the stored mail the request came in (the intake worker links it instead of
+    writing a copy). `acknowledge` queues the receipt mail to the requester; by default a request
+    that came by email is acknowledged, one staff logged by hand is not (staff told the person)."""
     org = settings.organization(org_id)
     language: str | None = None
     unclear = False
@@ -89,14 +113,23 @@ def open_request(
     log.debug("request understood", extra={
         "ref": case.ref, "intents": intents, "language": case.language, "unclear": case.unclear,
         "by": "classifier" if classified else "staff"})
-    if body or subject:
-        message = record_request_text(session, case, channel=channel, received_at=received_at,
-                                      subject=subject, body=body, requester=requester)
+    if message is not None:
+        message.case_id = case.id
+        message.subject = mask_personal_numbers(subject) or None
+        message.text = mask_personal_numbers(body)
+        session.add(message)
+    elif body or subject:
+        kept = record_request_text(session, case, channel=channel, received_at=received_at,
+                                   subject=subject, body=body, requester=requester)
         session.flush()
-        log.debug("request text kept", extra={"ref": case.ref, "message_id": message.id,
+        log.debug("request text kept", extra={"ref": case.ref, "message_id": kept.id,
                                               "chars": len(body) + len(subject)})
     if case.state == "verified":
         draft_for_case(session, settings, case, actor=actor)
+    if acknowledge is None:
+        acknowledge = channel == "email"
+    if acknowledge:
+        acknowledge_case(session, settings, case, now=now, message=message)
     return case
 
 
@@ -217,3 +250,325 @@ def reject(session: Session, settings: Settings, ref: str, reason: str, by: str,
     cases.add_draft(session, case, kind=letter.kind, language=letter.language,
                     subject=letter.subject, body=letter.body, actor=by)
     return rejected
+
+
+# -- email: acknowledgement, one-time code, follow-ups, approval ---------------------------------
+#
+# The one-time code (EDPB Guidelines 01/2022 §§69-78: proportionate, no ID copies): digits from
+# `secrets`, kept only as a salted PBKDF2 hash, compared in constant time, a few attempts, valid
+# for days (people read mail late), and sent again on request, rate-limited.
+
+CODE_DIGITS = 6
+CODE_VALID_FOR = timedelta(days=7)
+CODE_ATTEMPTS = 5
+RESEND_INTERVAL = timedelta(minutes=10)
+MAX_CODE_SENDS = 5
+# Candidates read from one reply: enough for a code typed beside a phone number or a date,
+# too few for a mail listing a million numbers to guess its way in.
+MAX_CODE_CANDIDATES = 3
+_PBKDF2_ITERATIONS = 2_000
+_CODE_MASK = "•" * CODE_DIGITS
+_CODE_IN_TEXT = re.compile(rf"(?<![\w-])(\d{{{CODE_DIGITS // 2}}})[ -]?(\d{{{CODE_DIGITS - CODE_DIGITS // 2}}})(?![\w-])")
+ACTOR_REQUESTER = "requester"
+
+
+def _utc(now: datetime | None) -> datetime:
+    return now.astimezone(timezone.utc) if now is not None else utcnow()
+
+
+def _hash_code(code: str, salt: str, iterations: int = _PBKDF2_ITERATIONS) -> str:
+    digest = hashlib.pbkdf2_hmac("sha256", code.encode(), bytes.fromhex(salt), iterations)
+    return f"pbkdf2-sha256${iterations}${digest.hex()}"
+
+
+def _code_matches(code: str, verification: Verification) -> bool:
+    if not verification.code_hash or not verification.salt:
+        return False
+    try:
+        _kind, iterations, _digest = verification.code_hash.split("$")
+        expected = _hash_code(code, verification.salt, int(iterations))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected.encode(), verification.code_hash.encode())
+
+
+def _new_code(verification: Verification, now: datetime) -> str:
+    """A fresh code for the verification; only its salted hash is kept."""
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    verification.salt = secrets.token_hex(16)
+    verification.code_hash = _hash_code(code, verification.salt)
+    verification.attempts = 0
+    verification.sends += 1
+    verification.last_sent_at = now
+    verification.expires_at = now + CODE_VALID_FOR
+    return code
+
+
+def open_verification(session: Session, case: Case) -> Verification | None:
+    """The case's email code verification that is still open, newest first."""
+    return session.execute(
+        select(Verification).where(Verification.case_id == case.id,
+                                   Verification.method == VerificationMethod.EMAIL_CODE.value,
+                                   Verification.completed_at.is_(None))
+        .order_by(Verification.id.desc())
+    ).scalars().first()
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a mail about the case comes from: the organisation address the person wrote to."""
+
+    address: str
+    name: str
+
+
+def _last_incoming(session: Session, case: Case) -> Message | None:
+    return session.execute(
+        select(Message).where(Message.case_id == case.id, Message.direction == "in",
+                              Message.message_id.is_not(None))
+        .order_by(Message.received_at.desc(), Message.id.desc())
+    ).scalars().first()
+
+
+def _sender_for(settings: Settings, org: Organization, parent: Message | None) -> Sender:
+    if parent is not None:
+        written_to = json.loads(parent.envelope_to or "[]")
+        for address in written_to:
+            if address.lower() in org.addresses:
+                return Sender(address.lower(), org.name)
+        for address in _header_recipients(parent.raw):
+            if address in org.addresses:
+                return Sender(address, org.name)
+    return Sender(org.addresses[0], org.name)
+
+
+def _header_recipients(raw: bytes) -> list[str]:
+    """To and Cc of a stored message, from its header block only."""
+    head = raw[:65_536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    try:
+        msg = email.message_from_bytes(head, policy=email.policy.compat32)
+        values = [str(v) for name in ("To", "Cc") for v in (msg.get_all(name) or [])]
+        return [address.strip().lower() for _, address in getaddresses(values) if address]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def queue_mail(session: Session, settings: Settings, case: Case, *, subject: str, body: str,
+               dedup_key: str, draft: Draft | None = None, secret: str | None = None,
+               now: datetime | None = None, parent_row: Message | None = None) -> Outbox | None:
+    """Write one mail to the requester into the outbox (nothing is sent here). The dedup key is
+    unique in the table: asking twice queues once. A copy is kept as an outgoing message (its
+    Message-ID is how a reply to it finds the case), with `secret` (a one-time code) masked."""
+    if not case.requester:
+        return None
+    existing = session.execute(select(Outbox).where(Outbox.dedup_key == dedup_key)).scalars().first()
+    if existing is not None:
+        return existing
+    moment = _utc(now)
+    org = settings.organization(case.org)
+    if parent_row is None or parent_row.message_id is None:
+        parent_row = _last_incoming(session, case)
+    sender = _sender_for(settings, org, parent_row)
+    parent = None
+    if parent_row is not None:
+        parent = outgoing.Parent(parent_row.message_id, outgoing.references_of(parent_row.raw),
+                                parent_row.subject or "")
+    message_id = outgoing.new_message_id(sender.address.rpartition("@")[2])
+    fields = {"from_addr": sender.address, "from_name": sender.name, "to": case.requester,
+              "subject": subject, "ref": case.ref, "message_id": message_id, "date": moment,
+              "parent": parent}
+    payload = outgoing.build(body=body, **fields)
+    kept_body = body.replace(secret, _CODE_MASK) if secret else body
+    kept = payload if kept_body == body else outgoing.build(body=kept_body, **fields)
+    row = Outbox(dedup_key=dedup_key, kind="email", case_id=case.id,
+                 draft_id=draft.id if draft is not None else None, recipient=case.requester,
+                 payload=payload, next_attempt_at=moment, created_at=moment)
+    session.add(row)
+    session.add(Message(
+        dedup_key=f"out:{dedup_key}"[:512], channel="email", direction="out", raw=kept,
+        sha256=hashlib.sha256(kept).hexdigest(), message_id=message_id, received_at=moment,
+        envelope_from=sender.address, envelope_to=json.dumps([case.requester]), status="queued",
+        case_id=case.id, subject=outgoing.reply_subject(parent.subject, subject, case.ref)
+        if parent else subject, text=kept_body, processed_at=moment,
+    ))
+    session.flush()
+    log.info("mail queued", extra={"ref": case.ref, "outbox": row.id, "key": dedup_key.split(":")[0]})
+    return row
+
+
+def acknowledge_case(session: Session, settings: Settings, case: Case,
+                     now: datetime | None = None, message: Message | None = None) -> Outbox | None:
+    """The receipt: reference, the date we answer by and, when ID is needed, a one-time code."""
+    if not case.requester:
+        return None
+    moment = _utc(now)
+    org = settings.organization(case.org)
+    needs_code = case.state == "awaiting_verification"
+    code = None
+    if needs_code:
+        verification = Verification(case_id=case.id, method=VerificationMethod.EMAIL_CODE.value,
+                                    sent_to=case.requester)
+        code = _new_code(verification, moment)
+        session.add(verification)
+    due = case.due or cases.compute_deadlines(case.received_at).due
+    text = draft_acknowledgement(org_info(org), case.ref, due, case.language, code, needs_code)
+    row = queue_mail(session, settings, case, subject=text.subject, body=text.body,
+                     dedup_key=f"ack:{case.id}", secret=code, now=moment, parent_row=message)
+    cases.record_event(session, case, "dsr", "acknowledged", code_sent=code is not None,
+                       outbox=row.id if row is not None else None)
+    return row
+
+
+def resend_code(session: Session, settings: Settings, case: Case,
+                now: datetime | None = None) -> str:
+    """A new code by mail when the person asks; at most once per RESEND_INTERVAL and
+    MAX_CODE_SENDS times in all. Returns 'code_resent' or why not."""
+    moment = _utc(now)
+    if case.state != "awaiting_verification" or not case.requester:
+        return "resend_not_needed"
+    verification = open_verification(session, case)
+    if verification is None:
+        verification = Verification(case_id=case.id, method=VerificationMethod.EMAIL_CODE.value,
+                                    sent_to=case.requester)
+    if verification.sends >= MAX_CODE_SENDS:
+        cases.record_event(session, case, ACTOR_REQUESTER, "verification_failed",
+                           reason="resend refused: too many codes sent")
+        return "resend_refused"
+    if verification.last_sent_at is not None and moment - verification.last_sent_at < RESEND_INTERVAL:
+        return "resend_too_soon"
+    code = _new_code(verification, moment)
+    session.add(verification)
+    session.flush()
+    org = settings.organization(case.org)
+    text = draft_verification(org_info(org), case.ref, case.language, code, case.due)
+    row = queue_mail(session, settings, case, subject=text.subject, body=text.body,
+                     dedup_key=f"code:{verification.id}:{verification.sends}", secret=code,
+                     now=moment)
+    cases.record_event(session, case, "dsr", "code_resent", sends=verification.sends,
+                       outbox=row.id if row is not None else None)
+    return "code_resent"
+
+
+def code_candidates(*texts: str) -> list[str]:
+    """The code-shaped numbers in what the person wrote (their own words first)."""
+    found: list[str] = []
+    for text in texts:
+        for match in _CODE_IN_TEXT.finditer(text or ""):
+            code = match.group(1) + match.group(2)
+            if code not in found:
+                found.append(code)
+            if len(found) >= MAX_CODE_CANDIDATES:
+                return found
+        if found:
+            return found
+    return found
+
+
+def try_code(session: Session, settings: Settings, case: Case, *, from_address: str | None,
+             candidates: list[str], now: datetime | None = None) -> str:
+    """A reply carrying the one-time code verifies the case, when it comes from the address the
+    code was sent to, in time, within the attempts. Returns what happened."""
+    moment = _utc(now)
+    verification = open_verification(session, case)
+    if verification is None or case.state != "awaiting_verification" or not candidates:
+        return "no_code"
+    matched = any(_code_matches(code, verification) for code in candidates)
+    sender = (from_address or "").strip().lower()
+    if sender != (verification.sent_to or "").lower():
+        # The right code from another address proves nothing about the requester; no attempt is
+        # counted either (a stranger must not be able to use up the person's attempts).
+        cases.record_event(session, case, ACTOR_REQUESTER if matched else "unknown",
+                           "verification_failed", reason="code from another address",
+                           code_matched=matched)
+        return "code_wrong_sender"
+    if verification.expires_at is not None and moment > verification.expires_at:
+        cases.record_event(session, case, ACTOR_REQUESTER, "verification_failed",
+                           reason="code expired")
+        return "code_expired"
+    if verification.attempts >= CODE_ATTEMPTS:
+        cases.record_event(session, case, ACTOR_REQUESTER, "verification_failed",
+                           reason="too many attempts")
+        return "code_locked"
+    if not matched:
+        verification.attempts += 1
+        session.add(verification)
+        cases.record_event(session, case, ACTOR_REQUESTER, "verification_failed",
+                           reason="wrong code", attempts=verification.attempts)
+        return "code_wrong"
+    verification.completed_at = moment
+    verification.completed_by = ACTOR_REQUESTER
+    session.add(verification)
+    verify(session, settings, case.ref, VerificationMethod.EMAIL_CODE.value, ACTOR_REQUESTER,
+           now=moment)
+    return "verified"
+
+
+@lru_cache(maxsize=8)
+def _phrases_at(path: str, mtime: float) -> dict[str, tuple[str, ...]]:
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    return {name: tuple(fold_phrase(p) for p in table.get("phrases", ()))
+            for name, table in data.items() if isinstance(table, dict)}
+
+
+def fold_phrase(text: str) -> str:
+    return " ".join(fold(text).split())
+
+
+def reply_phrases(kind: str) -> tuple[str, ...]:
+    """Phrases people write back to our mails (mail_templates/commands.toml), folded."""
+    path = resources.find("mail_templates", "commands.toml")
+    if path is None:
+        return ()
+    return _phrases_at(str(path), path.stat().st_mtime).get(kind, ())
+
+
+def asks_to_resend(text: str) -> bool:
+    folded = fold_phrase(text or "")
+    return any(phrase and phrase in folded for phrase in reply_phrases("resend_code"))
+
+
+def follow_up(session: Session, settings: Settings, case: Case, message: Message, *,
+              from_address: str | None, subject: str, body: str, full_text: str = "",
+              now: datetime | None = None) -> str:
+    """A mail that follows up a case: it joins the case; from the requester it may carry the
+    one-time code, ask for the code again, or ask for something more. Returns the outcome."""
+    moment = _utc(now)
+    message.case_id = case.id
+    message.subject = mask_personal_numbers(subject) or None
+    message.text = mask_personal_numbers(body)
+    session.add(message)
+    sender = (from_address or "").strip().lower()
+    from_requester = bool(sender) and sender == (case.requester or "")
+    outcomes: list[str] = []
+    if from_requester and case.state not in ("closed", "rejected"):
+        result = understand_text(body, subject="", default_language=case.language)
+        new = [] if result.unclear else [i for i in result.intents if i not in json.loads(case.intents)]
+        if new:
+            org = settings.organization(case.org)
+            added = cases.add_intents(session, case, new, ACTOR_REQUESTER, systems=org.systems,
+                                      message=message.id)
+            if added:
+                outcomes.append("intent_added")
+                if case.state in ("verified", "drafted", "answered"):
+                    draft_for_case(session, settings, case)
+    if case.state == "awaiting_verification":
+        candidates = code_candidates(body, full_text)
+        if candidates:
+            outcomes.append(try_code(session, settings, case, from_address=sender,
+                                     candidates=candidates, now=moment))
+        elif from_requester and asks_to_resend(body):
+            outcomes.append(resend_code(session, settings, case, now=moment))
+    cases.record_event(session, case, ACTOR_REQUESTER if from_requester else "unknown",
+                       "message_linked", message=message.id, outcome=outcomes or ["linked"])
+    return "+".join(outcomes) or "linked"
+
+
+def approve(session: Session, settings: Settings, ref: str, by: str,
+            edited_body: str | None = None, now: datetime | None = None) -> Draft:
+    """Staff approval queues the mail in the same transaction: one outbox row per draft (its
+    dedup key), so a second approval, or a retried one, sends nothing more."""
+    draft = cases.approve_draft(session, ref, by, edited_body=edited_body, now=now)
+    case = cases.get_case(session, ref)
+    queue_mail(session, settings, case, subject=draft.subject, body=draft.body,
+               dedup_key=f"draft:{draft.id}", draft=draft, now=now)
+    return draft

@@ -1,0 +1,266 @@
+"""The intake worker: every stored message, oldest first, decided through `workflow`.
+
+Channels store raw mail and acknowledge; this worker does the rest from the stored row, so a
+crash loses nothing: a message is claimed and handled in ONE transaction, and if the process
+dies half-way the transaction rolls back and the row is `stored` again for the next run.
+
+Claiming: one statement, ``UPDATE messages SET status='processing' WHERE id = (SELECT the oldest
+stored) AND status='stored' RETURNING id``. On PostgreSQL the inner SELECT takes ``FOR UPDATE SKIP
+LOCKED``, so several workers (several instances) each get a different row without waiting; on
+SQLite the UPDATE takes the database's write lock first, so the next worker waits and then finds
+the row no longer `stored`. Either way a message is handled by one worker at a time.
+
+For each message: parse (never raises); auto-replies, bounces and list mail are marked and never
+answered; the organisation is found by the envelope recipients, then To/Cc; a follow-up joins its
+case (Message-ID seen before, In-Reply-To, References newest first, a case reference in the
+subject or body); anything else opens a case through `workflow.open_request`, which queues the
+acknowledgement. A message that fails is marked `failed` with the error's class (never its
+text, which may quote the mail) and kept for a person; the worker goes on with the next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from . import workflow
+from .config import Organization, Settings
+from .mail.parse import ParsedMail, parse_mail
+from .store import gate as write_gate
+from .store.db import session_scope
+from .store.models import Case, Message, utcnow
+from .understand.pii import mask_personal_numbers
+
+# Ids, references and outcomes only: never an address, a subject or a body.
+log = logging.getLogger("dsr.intake")
+
+STORED, PROCESSING, PROCESSED = "stored", "processing", "processed"
+IGNORED, DUPLICATE, FAILED = "ignored", "duplicate", "failed"
+MAX_SUBJECT_CHARS = 2_000
+MAX_TEXT_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message: int  # the messages row id
+    status: str  # processed | ignored | duplicate | failed
+    outcome: str  # opened | linked | verified | intent_added | auto:<reason> | error:<class> …
+    ref: str | None = None
+
+
+# -- claiming -----------------------------------------------------------------------------------
+
+
+def claim_next(session: Session) -> Message | None:
+    """Claim the oldest stored incoming message for this transaction, or None."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    row = session.execute(text(
+        "UPDATE messages SET status = :processing WHERE status = :stored AND id = ("
+        " SELECT id FROM messages WHERE status = :stored AND direction = 'in'"
+        f" ORDER BY received_at, id LIMIT 1{lock}) RETURNING id"
+    ), {"processing": PROCESSING, "stored": STORED}).first()
+    if row is None:
+        return None
+    return session.get(Message, row[0], populate_existing=True)
+
+
+# -- routing and linking ------------------------------------------------------------------------
+
+
+def route(settings: Settings, message: Message, mail: ParsedMail) -> tuple[Organization | None, str | None]:
+    """The organisation and the address of it the mail was sent to: envelope first (what the
+    SMTP client said), then To and Cc (what IMAP and imported mail have)."""
+    envelope = json.loads(message.envelope_to or "[]")
+    for address in list(envelope) + list(mail.to) + list(mail.cc):
+        org = settings.organization_for_address(address)
+        if org is not None:
+            return org, address.lower()
+    return None, None
+
+
+def _case_by_message_id(session: Session, message_id: str, exclude: int) -> Case | None:
+    if not message_id:
+        return None
+    row = session.execute(
+        select(Message.case_id).where(Message.message_id == message_id[:998], Message.id != exclude,
+                                      Message.case_id.is_not(None))
+        .order_by(Message.id)
+    ).first()
+    return session.get(Case, row[0]) if row else None
+
+
+def reference_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{4}})-(\d{{4,}})(?![0-9])", re.I)
+
+
+def find_case(session: Session, settings: Settings, message: Message, mail: ParsedMail,
+              org: Organization | None) -> tuple[Case | None, str]:
+    """The case this mail follows up, and how it was found (FIELD-NOTES order; a Message-ID seen
+    before is handled by `handle` as a duplicate)."""
+    parent = _case_by_message_id(session, mail.in_reply_to, message.id)
+    if parent is not None:
+        return parent, "in_reply_to"
+    for reference in reversed(mail.references[-50:]):
+        found = _case_by_message_id(session, reference, message.id)
+        if found is not None:
+            return found, "references"
+    pattern = reference_pattern(settings.cases.reference_prefix)
+    for source in (mail.subject, mail.text):
+        for match in pattern.finditer(source or ""):
+            ref = f"{settings.cases.reference_prefix}-{match.group(1)}-{match.group(2)}"
+            case = session.execute(select(Case).where(Case.ref == ref.upper())).scalars().first()
+            if case is not None and (org is None or case.org == org.id):
+                return case, "reference"
+    return None, ""
+
+
+# -- one message --------------------------------------------------------------------------------
+
+
+def handle(session: Session, settings: Settings, message: Message,
+           now: datetime | None = None) -> Outcome:
+    """Decide one claimed message (inside the caller's transaction)."""
+    moment = now or utcnow()
+    mail = parse_mail(message.raw)
+    message.subject = mask_personal_numbers(mail.subject)[:MAX_SUBJECT_CHARS] or None
+    message.text = mail.text[:MAX_TEXT_CHARS]
+    message.processed_at = moment
+    if not message.message_id and mail.message_id:
+        message.message_id = mail.message_id[:998]
+    org, _address = route(settings, message, mail)
+    if mail.auto:
+        # Stored and marked, never answered; joined to its case when it threads under one, so
+        # staff see a bounce of our acknowledgement beside the case.
+        message.auto = mail.auto[:64]
+        message.status = IGNORED
+        linked = _case_by_message_id(session, mail.in_reply_to, message.id)
+        if linked is not None:
+            message.case_id = linked.id
+        session.add(message)
+        return Outcome(message.id, IGNORED, f"auto:{message.auto}", linked.ref if linked else None)
+    if message.message_id:
+        earlier = _case_by_message_id(session, message.message_id, message.id)
+        if earlier is not None:
+            # The same mail by a second road (SMTP and IMAP), or our own mail come back.
+            message.case_id, message.status = earlier.id, DUPLICATE
+            session.add(message)
+            return Outcome(message.id, DUPLICATE, "duplicate", earlier.ref)
+    case, how = find_case(session, settings, message, mail, org)
+    requester = mail.from_addr or (message.envelope_from or "").lower() or None
+    if case is not None:
+        result = workflow.follow_up(session, settings, case, message, from_address=requester,
+                                    subject=mail.subject, body=mail.text,
+                                    full_text=mail.full_text, now=moment)
+        message.status = PROCESSED
+        session.add(message)
+        return Outcome(message.id, PROCESSED, f"linked:{how}:{result}", case.ref)
+    if org is None:
+        message.status, message.error = FAILED, "unrouted: no organisation address among the recipients"
+        session.add(message)
+        return Outcome(message.id, FAILED, "unrouted")
+    if requester is not None and settings.organization_for_address(requester) is not None:
+        # Our own address as the sender: never answer ourselves.
+        message.status, message.auto = IGNORED, "own-address"
+        session.add(message)
+        return Outcome(message.id, IGNORED, "auto:own-address")
+    case = workflow.open_request(
+        session, settings, org_id=org.id, channel="email", received_at=message.received_at,
+        requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
+        body=mail.text, message=message, acknowledge=True, now=moment,
+    )
+    message.status = PROCESSED
+    session.add(message)
+    return Outcome(message.id, PROCESSED, "opened", case.ref)
+
+
+def process_one(engine: Engine, settings: Settings, now: datetime | None = None,
+                gate: write_gate.WriteGate | None = None) -> Outcome | None:
+    """Claim and decide the oldest stored message in its own transaction; None when none waits.
+
+    A database that is busy or gone leaves the message `stored` (raised to the caller, who
+    waits and tries again); any other error marks it `failed` with the error's class."""
+    claimed: int | None = None
+    try:
+        with write_gate.background(gate), session_scope(engine) as session:
+            message = claim_next(session)
+            if message is None:
+                return None
+            claimed = message.id
+            outcome = handle(session, settings, message, now=now)
+    except OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if claimed is None:
+            raise
+        with write_gate.background(gate):
+            outcome = _mark_failed(engine, claimed, exc)
+    log.info("message %s", outcome.status, extra={"message_id": outcome.message, "ref": outcome.ref,
+                                                  "outcome": outcome.outcome})
+    return outcome
+
+
+def _mark_failed(engine: Engine, message_id: int, exc: BaseException) -> Outcome:
+    reason = f"{type(exc).__module__}.{type(exc).__name__}"
+    with session_scope(engine) as session:
+        session.execute(text(
+            "UPDATE messages SET status = :failed, error = :error, processed_at = :at"
+            " WHERE id = :id AND status = :stored"
+        ), {"failed": FAILED, "error": reason[:500], "id": message_id, "stored": STORED,
+            "at": datetime.now(timezone.utc).replace(tzinfo=None)})
+    log.warning("message failed", extra={"message_id": message_id, "error": reason})
+    return Outcome(message_id, FAILED, f"error:{type(exc).__name__}")
+
+
+def drain(engine: Engine, settings: Settings, limit: int | None = None,
+          stop: threading.Event | None = None, gate: write_gate.WriteGate | None = None) -> int:
+    """Process stored messages until none is left (or `limit`, or `stop`); how many were done."""
+    done = 0
+    while limit is None or done < limit:
+        if stop is not None and stop.is_set():
+            break
+        if process_one(engine, settings, gate=gate) is None:
+            break
+        done += 1
+    return done
+
+
+class Worker:
+    """Runs `drain` until stopped; a channel that stored something may `wake` it early."""
+
+    def __init__(self, engine: Engine, settings: Settings, poll_seconds: float = 1.0,
+                 retry_seconds: float = 2.0, gate: write_gate.WriteGate | None = None) -> None:
+        self.engine, self.settings, self.gate = engine, settings, gate
+        self.poll_seconds, self.retry_seconds = poll_seconds, retry_seconds
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set; the message in hand is finished first (its transaction commits)."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                drain(self.engine, self.settings, stop=stop, gate=self.gate)
+            except OperationalError as exc:
+                log.warning("database unavailable; retrying", extra={"error": type(exc.orig).__name__
+                                                                    if exc.orig else "OperationalError"})
+                stop.wait(self.retry_seconds)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                log.error("worker step failed", extra={"error": type(exc).__name__})
+                stop.wait(self.retry_seconds)
+                continue
+            if stop.is_set():
+                break
+            self._wake.wait(self.poll_seconds)
