@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from stdnum.no import fodselsnummer
 
 from assistant.cli import cli
 from assistant.config import load_settings
 from assistant.drafting import draft_refusal, draft_reply
 from assistant.understand.policies import load_policies
-from pathlib import Path
 from assistant.understand.records import find_record
 from assistant.workflow import org_info
-from stdnum.no import fodselsnummer
 
 REF = "DSR-2026-0042"
 DUE = date(2026, 3, 2)
