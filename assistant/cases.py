@@ -361,6 +361,13 @@ def reopen(session: Session, ref: str, by: str, reason: str | None = None) -> Ca
         raise CaseError(f"case {case.ref} is {case.state}; only a closed or rejected case can be reopened")
     target = "verified" if case.verified or case.verification_method else "awaiting_verification"
     case.closed_at = None
+    # A refusal letter still waiting for review no longer says what we do: it must not go out.
+    for old in session.execute(
+        select(Draft).where(Draft.case_id == case.id, Draft.state == "pending",
+                            Draft.kind == "refusal")
+    ).scalars():
+        old.state = "superseded"
+        session.add(old)
     _move(session, case, target, by, "reopened", **({"reason": reason} if reason else {}))
     return case
 
@@ -368,7 +375,10 @@ def reopen(session: Session, ref: str, by: str, reason: str | None = None) -> Ca
 # -- drafts -------------------------------------------------------------------------------------
 
 
-NOTICE_KINDS = frozenset({"extension"})
+# Mail about the case that is not the answer to the request: the extension notice (Art. 12(3))
+# and the refusal letter written when staff reject the request (Art. 12(4)). Each is approved
+# or dropped on its own, beside the reply, and never moves the case.
+NOTICE_KINDS = frozenset({"extension", "refusal"})
 # A line for staff in a draft ("[[ … ]]", drafting.STAFF_MARK): such a draft cannot be sent.
 STAFF_MARK = "[["  # mail about the case, not the answer to the request
 
@@ -408,6 +418,21 @@ def pending_draft(session: Session, case: Case) -> Draft:
     return draft
 
 
+def keep_generated(draft: Draft, edited_body: str) -> None:
+    """Staff's edit becomes the body; the text dsr wrote stays as the earlier version."""
+    if edited_body != draft.body and draft.generated_body is None:
+        draft.generated_body = draft.body
+    draft.body = edited_body
+
+
+def draft_versions(draft: Draft) -> list[dict[str, Any]]:
+    """The versions of one draft, oldest first: what dsr wrote, then staff's edit if any."""
+    if draft.generated_body is None:
+        return [{"version": 1, "by": "dsr", "body": draft.body}]
+    return [{"version": 1, "by": "dsr", "body": draft.generated_body},
+            {"version": 2, "by": draft.decided_by, "body": draft.body}]
+
+
 def _refuse_if_closed(case: Case) -> None:
     """A closed case takes no decisions, not even on a notice left pending: nothing about it may
     go out until someone reopens it."""
@@ -434,7 +459,7 @@ def approve_draft(session: Session, ref: str, by: str, edited_body: str | None =
     if edited_body is not None:
         if not edited_body.strip():
             raise CaseError("the edited reply is empty")
-        draft.body = edited_body
+        keep_generated(draft, edited_body)
     if STAFF_MARK in draft.body:
         raise CaseError(
             f"case {case.ref}: the reply still holds a line for staff ({STAFF_MARK} … ]]); "
@@ -476,13 +501,58 @@ def _decide_notice(session: Session, case: Case, draft: Draft, outcome: str, by:
     if body is not None:
         if not body.strip():
             raise CaseError("the edited notice is empty")
-        draft.body = body
+        keep_generated(draft, body)
     draft.state, draft.reason = outcome, reason
     draft.decided_at, draft.decided_by = _now(now), by
     session.add(draft)
     record_event(session, case, by, f"notice_{outcome}", draft=draft.id, draft_kind=draft.kind)
     log.info(f"notice {outcome}", extra={"ref": case.ref, "draft": draft.id, "kind": draft.kind})
     return draft
+
+
+# Why a case cannot get a fresh reply (`dsr drafts redraft`), by state; a case in any other
+# state (verified, drafted) is redrafted from the case as it stands.
+NO_REDRAFT = {
+    "received": "its requester has not been asked to verify yet",
+    "awaiting_verification": "verify the requester first: a reply may disclose personal data",
+    "approved": "its reply is approved and on its way; nothing is left to redraft",
+    "answered": "it is answered; close and reopen it to write a new reply",
+    "closed": "it is closed; reopen it first",
+    "rejected": "the request was rejected (its refusal letter is the draft to review); "
+                "reopen it to answer the request after all",
+}
+
+
+def check_redraft(case: Case) -> None:
+    """Refuse a fresh reply where the case cannot have one (NO_REDRAFT says why)."""
+    why = NO_REDRAFT.get(case.state)
+    if why is not None:
+        raise CaseError(f"case {case.ref} is {case.state}; it cannot be redrafted: {why}")
+
+
+def record_rectification(session: Session, ref: str, what: str, by: str) -> Case:
+    """Record what was corrected (Art. 16): the rectification reply states it. Only for a
+    verified requester who asked for rectification, while the reply can still change."""
+    if not what or not what.strip():
+        raise CaseError("say what was corrected (--what); the requester is told it")
+    case = get_case(session, ref, for_update=True)
+    if "rectification" not in json.loads(case.intents):
+        raise CaseError(f"case {case.ref} does not ask for rectification")
+    if not case.verified:
+        raise CaseError(f"case {case.ref}: verify the requester before correcting their data")
+    check_redraft(case)
+    record_event(session, case, by, "rectified", what=" ".join(what.split()))
+    log.info("rectification recorded", extra={"ref": case.ref})
+    return case
+
+
+def corrections(session: Session, case: Case) -> list[str]:
+    """What staff recorded as corrected, oldest first (masked, as the audit trail keeps it)."""
+    events = session.execute(
+        select(Event).where(Event.case_id == case.id, Event.kind == "rectified")
+        .order_by(Event.at, Event.id)
+    ).scalars()
+    return [str(json.loads(e.detail).get("what", "")) for e in events if e.detail]
 
 
 def _log_checklist_settled(session: Session, case: Case) -> None:
@@ -621,7 +691,8 @@ def case_details(session: Session, case: Case) -> dict[str, Any]:
         {"id": d.id, "kind": d.kind, "language": d.language, "state": d.state, "subject": d.subject,
          "body": d.body, "quoted_sections": json.loads(d.quoted_sections),
          "created_at": _iso(d.created_at), "decided_at": _iso(d.decided_at),
-         "decided_by": d.decided_by, "reason": d.reason}
+         "decided_by": d.decided_by, "reason": d.reason,
+         "edited": d.generated_body is not None, "versions": draft_versions(d)}
         for d in drafts
     ]
     data["erasure_tasks"] = [

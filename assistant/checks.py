@@ -31,7 +31,8 @@ from .understand.records import Record, RecordError, check_systems, load_record,
 
 # What every reply language needs: the mails the product sends, one block per right, the
 # shared macros and the words (labels.toml) the drafting code asks for.
-TOP_LEVEL_TEMPLATES = ("acknowledgement", "verification", "reply", "unclear", "extension")
+TOP_LEVEL_TEMPLATES = ("acknowledgement", "verification", "reply", "unclear", "extension",
+                       "refusal")
 REQUIRED_TEMPLATES = (*TOP_LEVEL_TEMPLATES, *INTENTS, "_macros")
 LABEL_TABLES = ("intents", "headings")
 # Lexicon files that are not a language of their own.
@@ -327,6 +328,10 @@ def _trial_render(dirs: tuple[Path, ...], language: str, policy: Policy | None) 
         lambda: drafting.draft_reply(org, policy, "DSR-2026-0001", list(INTENTS), language, day,
                                      question="hvor lenge lagrer dere opplysninger", templates_dir=dirs),
         lambda: drafting.draft_reply(org, None, "DSR-2026-0001", [], language, day, templates_dir=dirs),
+        lambda: drafting.draft_reply(org, policy, "DSR-2026-0001", ["rectification", "objection"],
+                                     language, day, corrected=["sample"], templates_dir=dirs),
+        lambda: drafting.draft_refusal(org, "DSR-2026-0001", language, "sample", list(INTENTS),
+                                       "Sample Name", dirs),
     )
     for trial in trials:
         try:

@@ -673,7 +673,8 @@ def _print_case(data: dict[str, Any]) -> None:
             law = f" ({t['law']})" if t["law"] else ""
             click.echo(f"    [{t['state']}] {t['system']}{law}")
     for d in data["drafts"]:
-        click.echo(f"  draft {d['id']} [{d['state']}] {d['kind']}: {d['subject']}")
+        edited = " (edited; generated text kept)" if d["edited"] else ""
+        click.echo(f"  draft {d['id']} [{d['state']}] {d['kind']}: {d['subject']}{edited}")
     click.echo("  events:")
     for e in data["events"]:
         click.echo(f"    {e['at']}  {e['kind']:<24} {e['actor']}")
@@ -846,12 +847,28 @@ def cases_erasure(ref: str, system: str, outcome: str | None, law: str | None,
         click.echo(f"{ref.upper()}: {task.system} {task.state}")
 
 
+@cases.command("rectify")
+@click.argument("ref")
+@click.option("--what", required=True, callback=_short(2000),
+              help="What was corrected, as the requester is told it (e.g. 'address: Nygata 15').")
+@_by_option
+@config_option
+def cases_rectify(ref: str, what: str, by: str) -> None:
+    """Record what was corrected (Art. 16) on a verified rectification case; the reply is
+    redrafted to state it. Repeat for each correction."""
+    checked_settings()
+    with store_session() as (conf, session):
+        draft = workflow.rectify(session, conf, ref, what, by)
+        click.echo(f"{ref.upper()}: correction recorded; draft {draft.id} written for review")
+
+
 # -- drafts -------------------------------------------------------------------------------------
 
 
 @cli.group()
 def drafts() -> None:
-    """The review desk when Slack is off: list, approve or reject drafted replies."""
+    """The review desk when Slack is off: list, show, approve, reject or redraft drafted
+    replies."""
 
 
 @drafts.command("list")
@@ -907,11 +924,101 @@ def drafts_approve(ref: str, by: str, edit_file: Path | None) -> None:
 @_by_option
 @config_option
 def drafts_reject(ref: str, reason: str, by: str) -> None:
-    """Reject the pending draft, and with it the request."""
+    """Reject the pending draft, and with it the request: a refusal letter (the reason, and the
+    routes to Datatilsynet and the courts, Art. 12(4)) is drafted for review. Rejecting a
+    pending notice (extension, refusal) only drops that notice."""
     checked_settings()
-    with store_session() as (_conf, session):
-        draft = case_engine.reject_draft(session, ref, reason, by)
-        click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}")
+    with store_session() as (conf, session):
+        draft = workflow.reject(session, conf, ref, reason, by)
+        if draft.kind in case_engine.NOTICE_KINDS:
+            click.echo(f"{ref.upper()}: {draft.kind} notice {draft.id} rejected by {by}")
+        else:
+            click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}; request rejected; "
+                       "refusal letter drafted for review")
+
+
+@drafts.command("redraft")
+@click.argument("ref")
+@_by_option
+@config_option
+def drafts_redraft(ref: str, by: str) -> None:
+    """Write a fresh reply from the case as it stands (after a reopen, or after the policy or
+    the record was edited); it supersedes the pending reply. Refused (exit 1) for a case
+    awaiting verification, approved, answered, closed or rejected."""
+    checked_settings()
+    with store_session() as (conf, session):
+        draft = workflow.redraft(session, conf, ref, by)
+        click.echo(f"{ref.upper()}: draft {draft.id} ({draft.kind}) written for review")
+
+
+@drafts.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the drafts and checklist as JSON.")
+@config_option
+def drafts_show(ref: str, as_json: bool) -> None:
+    """The full pending draft(s) of a case (or its newest draft when none waits): subject, body,
+    quoted sections (marked when `dsr policies check` flags one), lines for staff, earlier
+    versions, and the erasure checklist."""
+    from . import desk
+
+    checked_settings()  # the policy and record it reads: a broken file is one line, exit 2
+    with store_session(write=False) as (conf, session):
+        view = desk.desk_view(session, conf, ref)
+    if as_json:
+        emit_json(view)
+        return
+    _print_desk(view)
+
+
+def _print_desk(view: dict[str, Any]) -> None:
+    c = view["case"]
+    left = "" if c["days_left"] is None else f" ({c['days_left']} days left)"
+    click.echo(f"{c['ref']}  {c['org']}  {c['state']}  due {c['due'] or '-'}{left}  "
+               f"verified: {'yes' if c['verified'] else 'no'}")
+    if not view["drafts"]:
+        click.echo("no drafts")
+    elif not view["pending"]:
+        click.echo("no draft waiting for review; the newest draft:")
+    for d in view["drafts"]:
+        click.echo("")
+        click.echo(f"== draft {d['id']} [{d['state']}] {d['kind']} ({d['language']})")
+        click.echo(f"Subject: {d['subject']}")
+        click.echo("")
+        click.echo(d["body"].rstrip("\n"))
+        click.echo("")
+        if d["sections"]:
+            click.echo("Quoted sections:")
+            for s in d["sections"]:
+                mark = "  FLAGGED: " + "; ".join(s["findings"]) if s["flagged"] else ""
+                click.echo(f"  «{s['heading']}» ({s['id']}){mark}")
+            if any(s["flagged"] for s in d["sections"]):
+                click.echo("  WARNING: this draft quotes a passage `dsr policies check` flags; "
+                           "edit it out before approving")
+        else:
+            click.echo("Quoted sections: none")
+        if d["staff_lines"]:
+            click.echo("Line for staff: yes (cannot be approved until it is settled or edited out)")
+            for line in d["staff_lines"]:
+                click.echo(f"  {line}")
+        else:
+            click.echo("Line for staff: none")
+        if d["edited"]:
+            click.echo(f"Edited by {d['decided_by']}; the generated text (version 1) was:")
+            click.echo(d["versions"][0]["body"].rstrip("\n"))
+    if view["erasure_tasks"]:
+        click.echo("")
+        click.echo("Erasure checklist:")
+        rows = [[t["system"], t["state"], t["law"] or "", t["until"] or ""]
+                for t in view["erasure_tasks"]]
+        click.echo(table(rows, ["SYSTEM", "STATE", "LAW", "UNTIL"]))
+    if view["earlier"]:
+        click.echo("")
+        click.echo("Earlier drafts:")
+        for e in view["earlier"]:
+            who = f" by {e['decided_by']}" if e["decided_by"] else ""
+            edited = ", edited" if e["edited"] else ""
+            click.echo(f"  draft {e['id']} [{e['state']}{who}{edited}] {e['kind']} "
+                       f"({e['language']}) {e['created_at']}")
 
 
 # -- audit ----------------------------------------------------------------------------------------

@@ -16,6 +16,12 @@ quote from the policy, never from a section that holds stale law or a dead link
   (Art. 19); until every system is settled the draft says it is not ready;
 - question: one direct sentence from the record when it answers, at most one short quote, or,
   when both are silent, a plain statement and a marked line for staff to fill in.
+- rectification: what staff recorded as corrected (`corrected`), and that recipients are told
+  (Art. 19); until something is recorded, a line for staff;
+- objection: the record's activities by what an objection does to them, each with its legal
+  basis (Art. 21(1) test and restriction meanwhile, Art. 18(1)(d); marketing stops at once,
+  Art. 21(3); consent withdrawn; contract and legal obligation outside Art. 21);
+- refusal (`draft_refusal`): the reason and both routes, Datatilsynet and the courts (Art. 12(4)).
 
 A line for staff is written between double brackets, ``[[ … ]]``: a draft holding one is not
 ready to send (`Draft.ready`). A draft never contains personal data about the requester beyond
@@ -325,6 +331,27 @@ def draft_extension(
     return Draft("extension", lang, subject, body, ())
 
 
+def draft_refusal(
+    org: OrgInfo, ref: str, language: str, reason: str, intents: Sequence[str] = (),
+    requester_name: str | None = None, templates_dir: TemplateDirs = None,
+) -> Draft:
+    """We do not act on the request (Art. 12(4)): the reasons staff gave, and both routes the
+    requester has, a complaint to Datatilsynet (Art. 77) and the courts (Art. 79). Sent without
+    delay, at the latest within one month of receipt."""
+    templates_dir = template_dirs(templates_dir)
+    lang = reply_language(language, templates_dir)
+    labels = _labels(templates_dir, lang)
+    asked = [labels["intents"][i] for i in _ordered_intents(
+        [i for i in intents if i in INTENTS]) if i != "question"]
+    context = _base_context(org, ref, lang, templates_dir) | {
+        "reason": " ".join(reason.split()),
+        "requested": asked,
+        "name": " ".join((requester_name or "").split()),
+    }
+    subject, body = _render(templates_dir, lang, "refusal.txt.j2", context)
+    return Draft("refusal", lang, subject, body, ())
+
+
 def _ordered_intents(intents: list[str]) -> list[str]:
     unknown = [i for i in intents if i not in INTENTS]
     if unknown:
@@ -468,6 +495,36 @@ def _access_view(record: Record | None, language: str, labels: dict[str, Any],
         "systems": list(dict.fromkeys(s for a in chosen for s in a.systems)),
         "copy_route": record.copy_route.get(language) if record.copy_route else "",
     }
+
+
+# --------------------------------------------------------------------------- objection
+
+# Art. 21(1): the right to object reaches processing based on Art. 6(1)(e) or (f).
+_OBJECTABLE = frozenset({"6(1)(e)", "6(1)(f)"})
+
+
+def _objection_view(record: Record | None, language: str, labels: dict[str, Any]
+                    ) -> dict[str, Any] | None:
+    """The record's activities sorted by what an objection does to them: direct marketing
+    stops at once, whatever its basis (Art. 21(2)-(3)); processing based on legitimate or public
+    interest is weighed (Art. 21(1)) and restricted meanwhile (Art. 18(1)(d)); consent is
+    withdrawn (Art. 7(3)); contract and legal obligation are outside Art. 21."""
+    if record is None:
+        return None
+    view: dict[str, list[dict[str, Any]]] = {"marketing": [], "weighed": [], "consent": [],
+                                             "other": []}
+    for activity in record.activities:
+        articles = set(activity.legal_basis.articles)
+        shown = _activity_view(activity, language, labels)
+        if activity.marketing:
+            view["marketing"].append(shown)
+        elif articles & _OBJECTABLE:
+            view["weighed"].append(shown)
+        elif "6(1)(a)" in articles:
+            view["consent"].append(shown)
+        else:
+            view["other"].append(shown)
+    return view
 
 
 # --------------------------------------------------------------------------- erasure
@@ -703,6 +760,7 @@ def draft_reply(
     verified: bool = False, *, record: Record | None = None,
     requester_name: str | None = None, erasure_checklist: ChecklistInput = None,
     access_activities: Sequence[str] | None = None, told: Sequence[str] | None = None,
+    corrected: Sequence[str] | None = None,
 ) -> Draft:
     """The answer to a request: one mail covering every intent. No intents means we did not
     understand the request: ask, and list the rights.
@@ -713,7 +771,9 @@ def draft_reply(
     ("kept", law, until) | pending, or Settled rows); None means not settled yet, and the
     erasure part then says it is not ready. `access_activities` limits an access reply to the
     activities that concern this person (default: all). `told` names the recipients told of
-    the erasure (Art. 19; default: the record's recipients of the systems erased or kept)."""
+    the erasure (Art. 19; default: the record's recipients of the systems erased or kept).
+    `corrected` lists what staff corrected (Art. 16); until something is, the rectification
+    part holds a line for staff."""
     templates_dir = template_dirs(templates_dir)
     lang = reply_language(language, templates_dir)
     ordered = _ordered_intents(list(intents))
@@ -739,6 +799,8 @@ def draft_reply(
         "access": _access_view(record, lang, labels, access_activities),
         "erasure": _erasure_view(org, record, settled_checklist(erasure_checklist), lang,
                                  labels, templates_dir, told),
+        "objection": _objection_view(record, lang, labels),
+        "corrected": [" ".join(c.split()) for c in corrected or () if c.strip()],
     }
     subject, body = _render(templates_dir, lang, "reply.txt.j2", context)
     return Draft("+".join(ordered), lang, subject, body, quoted)

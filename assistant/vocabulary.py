@@ -111,6 +111,7 @@ class EventKind(StrEnum):
     ERASURE_DONE = "erasure_done"
     ERASURE_KEPT = "erasure_kept"
     ERASURE_SUPPRESSED = "erasure_suppressed"
+    RECTIFIED = "rectified"  # staff recorded what was corrected (Art. 16); the reply states it
     # The email channel: what reached the requester and what came back from them.
     ACKNOWLEDGED = "acknowledged"  # receipt (with a one-time code when ID is needed) queued
     CODE_RESENT = "code_resent"

@@ -35,6 +35,7 @@ from .drafting import (
     OrgInfo,
     draft_acknowledgement,
     draft_extension,
+    draft_refusal,
     draft_reply,
     draft_verification,
 )
@@ -182,6 +183,7 @@ def compose(session: Session, settings: Settings, case: Case) -> DraftText:
         verified=case.verified, record=record_for(settings, org),
         requester_name=case.requester_name,
         erasure_checklist=_erasure_checklist(session, case) if "erasure" in intents else None,
+        corrected=cases.corrections(session, case) if "rectification" in intents else None,
     )
 
 
@@ -215,6 +217,39 @@ def extend(session: Session, settings: Settings, ref: str, reason: str, by: str,
     if case.state == "drafted":
         draft_for_case(session, settings, case)
     return case
+
+
+def redraft(session: Session, settings: Settings, ref: str, by: str) -> Draft:
+    """A fresh reply from the case as it stands (after a reopen, or after the policy or the
+    record was edited); it supersedes the pending reply. Refused where the case cannot have a
+    reply (cases.NO_REDRAFT)."""
+    case = cases.get_case(session, ref, for_update=True)
+    cases.check_redraft(case)
+    return draft_for_case(session, settings, case, actor=by)
+
+
+def rectify(session: Session, settings: Settings, ref: str, what: str, by: str) -> Draft:
+    """Record what was corrected (Art. 16) and redraft: the reply states it."""
+    case = cases.record_rectification(session, ref, what, by)
+    return draft_for_case(session, settings, case, actor=by)
+
+
+def reject(session: Session, settings: Settings, ref: str, reason: str, by: str,
+           now: datetime | None = None) -> Draft:
+    """Rejecting the drafted reply rejects the request, and the requester must be told why and
+    where to turn (Art. 12(4)): a refusal letter is drafted for review, like a notice. Rejecting
+    a notice only drops that notice."""
+    rejected = cases.reject_draft(session, ref, reason, by, now=now)
+    if rejected.kind in cases.NOTICE_KINDS:
+        return rejected
+    case = cases.get_case(session, ref)
+    org = settings.organization(case.org)
+    letter = draft_refusal(org_info(org, policy_for(settings, org)), case.ref, case.language,
+                           mask_personal_numbers(rejected.reason or reason),
+                           json.loads(case.intents), case.requester_name)
+    cases.add_draft(session, case, kind=letter.kind, language=letter.language,
+                    subject=letter.subject, body=letter.body, actor=by)
+    return rejected
 
 
 # -- email: acknowledgement, one-time code, follow-ups, approval ---------------------------------

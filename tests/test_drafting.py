@@ -84,7 +84,8 @@ def test_every_month_has_its_own_name():
 
 @pytest.mark.parametrize(
     "requested,expected",
-    [("nb", "nb"), ("nb-NO", "nb"), ("no", "nb"), ("nn", "nb"), ("sv", "nb"), ("da", "nb"),
+    [("nb", "nb"), ("nb-NO", "nb"), ("no", "nb"), ("nn", "nn"), ("nno", "nn"), ("sv", "nb"),
+     ("da", "nb"),
      ("en", "en"), ("en-GB", "en"), ("de", "en"), ("", "nb")],
 )
 def test_reply_language(requested, expected):
@@ -133,12 +134,20 @@ def test_acknowledgement_without_verification_shows_no_code(orgs):
     assert "engangskode" not in no_code.body and "bekrefte identiteten" in no_code.body
 
 
-@pytest.mark.parametrize("language", ["nn", "sv", "da"])
+@pytest.mark.parametrize("language", ["sv", "da"])
 def test_scandinavian_requests_are_answered_in_bokmal(orgs, language):
     draft = draft_acknowledgement(orgs["plania"], REF, DUE, language, "123456", True)
     assert draft.language == "nb" and "2. mars 2026" in draft.body
     reply = draft_reply(orgs["plania"], None, REF, ["access"], language, DUE)
     assert reply.language == "nb" and "innsyn" in reply.subject
+
+
+def test_nynorsk_requests_are_answered_in_nynorsk(orgs):
+    draft = draft_acknowledgement(orgs["plania"], REF, DUE, "nn", "123456", True)
+    assert draft.language == "nn" and "2. mars 2026" in draft.body and "ikkje" in draft.body
+    reply = draft_reply(orgs["plania"], None, REF, ["access"], "nn", DUE)
+    assert reply.language == "nn" and "innsyn" in reply.subject
+    assert "førespurnaden" in reply.body.lower()
 
 
 def test_verification_draft(orgs):
@@ -187,7 +196,8 @@ def test_reply_for_each_intent_quotes_at_most_one_tagged_unflagged_section(polic
             phrase = "beskriver ikke" if language == "nb" else "does not describe"
             assert phrase in draft.body
         day = "2. mars 2026" if language == "nb" else "2 March 2026"
-        assert day in draft.body or intent in {"opt_out", "erasure"}
+        # opt-out acts at once; erasure and rectification state what was done, once staff did it
+        assert day in draft.body or intent in {"opt_out", "erasure", "rectification"}
 
 
 def test_bagges_portability_states_the_right_without_quoting(policies, orgs):

@@ -171,7 +171,8 @@ def test_the_policy_guard_catches_an_unknown_tag():
 # -- reply templates -------------------------------------------------------------------------------
 
 # Templates that are not the answer to one intent.
-OTHER_TEMPLATES = {"_macros", "acknowledgement", "extension", "reply", "unclear", "verification"}
+OTHER_TEMPLATES = {"_macros", "acknowledgement", "extension", "refusal", "reply", "unclear",
+                   "verification"}
 
 
 def template_languages() -> list[Path]:

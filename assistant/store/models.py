@@ -123,6 +123,9 @@ class Draft(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     decided_by: str | None = Field(default=None, max_length=200)
     reason: str | None = Field(default=None, sa_column=Column(Text))
+    # The text dsr wrote, kept when staff approved an edited body (`drafts approve
+    # --edit-file`): the earlier version stays visible; None when the draft was not edited.
+    generated_body: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class Event(SQLModel, table=True):

@@ -85,7 +85,10 @@ class LegalBasis:
                     if len(letters) > 1 else f"({letters[0]})"
                 parts.append(f"Article {number}({paragraph}){listed}")
         joined = word.join(parts)
-        return f"personvernforordningen {joined}" if language != "en" else f"{joined} GDPR"
+        if language == "en":
+            return f"{joined} GDPR"
+        return f"personvernforordninga {joined}" if language == "nn" else \
+            f"personvernforordningen {joined}"
 
 
 @dataclass(frozen=True)
