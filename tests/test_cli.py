@@ -88,7 +88,7 @@ def test_bad_usage_exits_2(run):
     assert run("cases", "verify", "X", "--method", "passport_copy", "--by", "k").exit_code == 2
 
 
-@pytest.mark.parametrize("command", [["demo"], ["sweep"],
+@pytest.mark.parametrize("command", [["sweep"],
                                      ["digest", "--print"]])
 def test_commands_not_built_yet_say_so_and_exit_2(run, command):
     result = run(*command)
