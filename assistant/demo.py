@@ -180,7 +180,7 @@ class Demo:
                          self._case(engine, ref), "the case to be answered")
         threaded = reply["In-Reply-To"] == last and last in str(reply.get("References", ""))
         self.say(f"   <- reply \"{reply['Subject']}\", threaded on {inquiry.name}'s last mail: "
-                 f"{'yes' if threaded else 'no'}; case {final["state"]} on delivery\n")
+                 f"{'yes' if threaded else 'no'}; case {final['state']} on delivery\n")
 
     def _staff(self, engine: Any, settings: Settings, ref: str) -> None:
         """What staff do at the desk: settle the erasure checklist, approve the reply."""
