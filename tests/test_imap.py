@@ -394,3 +394,25 @@ def test_idle_is_renewed_with_a_noop_and_a_pass(pymap, sqlite_engine):
     with Running(lst):
         wait_until(lambda: lst.passes >= 4, "IDLE renewed several times")
     assert count(sqlite_engine) == 0
+
+
+def test_mail_read_by_imap_becomes_one_case_with_its_acknowledgement(server, sqlite_engine):
+    from assistant import intake
+    from assistant.config import load_settings
+    from assistant.store.models import Case, Outbox
+
+    raw = (b"From: Kari Nordmann <kari@example.no>\r\nTo: kundesenter@branninfo.no\r\n"
+           b"Subject: innsyn\r\nMessage-ID: <imap-case-1@example.no>\r\n"
+           b"Date: Mon, 30 Nov 2026 10:00:00 +0100\r\n\r\n"
+           b"Hei, jeg vil se hvilke opplysninger dere har om meg.\r\n")
+    append(server, raw)
+    assert listener(server, sqlite_engine).poll_once().stored == 1
+    settings = load_settings(None)
+    assert intake.drain(sqlite_engine, settings) == 1
+    assert intake.drain(sqlite_engine, settings) == 0
+    with session_scope(sqlite_engine) as session:
+        found = session.execute(select(Case)).scalars().all()
+        assert [(c.org, c.requester) for c in found] == [("branninfo", "kari@example.no")]
+        assert found[0].received_at == WHEN  # the INTERNALDATE is the receipt time
+        acks = session.execute(select(Outbox).where(Outbox.case_id == found[0].id)).scalars().all()
+        assert [row.recipient for row in acks] == ["kari@example.no"]
