@@ -24,7 +24,16 @@ from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .logs import get_logger
 from .store.audit import append_event
-from .store.models import Case, CaseCounter, Draft, ErasureTask, Event, Message, utcnow
+from .store.models import (
+    Case,
+    CaseCounter,
+    ChecklistItem,
+    Draft,
+    ErasureTask,
+    Event,
+    Message,
+    utcnow,
+)
 from .understand.pii import mask_personal_numbers
 from .vocabulary import STAFF_VERIFICATION_METHODS, EventKind, Intent, VerificationMethod
 from .vocabulary import STATES as STATES  # re-exported: the states, as `dsr cases list --state`
@@ -33,17 +42,18 @@ from .vocabulary import STATES as STATES  # re-exported: the states, as `dsr cas
 TRANSITIONS: dict[str, frozenset[str]] = {
     "received": frozenset({"awaiting_verification", "verified", "rejected", "closed"}),
     "awaiting_verification": frozenset({"verified", "rejected", "closed"}),
-    "verified": frozenset({"drafted", "rejected", "closed"}),
-    "drafted": frozenset({"approved", "verified", "drafted", "rejected", "closed"}),
+    "verified": frozenset({"drafted", "awaiting_verification", "rejected", "closed"}),
+    "drafted": frozenset({"approved", "verified", "drafted", "awaiting_verification", "rejected",
+                          "closed"}),
     "approved": frozenset({"answered", "drafted", "closed"}),
-    "answered": frozenset({"closed", "drafted"}),
+    "answered": frozenset({"closed", "drafted", "awaiting_verification"}),
     "closed": frozenset({"received", "awaiting_verification", "verified"}),
     "rejected": frozenset({"received", "awaiting_verification", "verified", "closed"}),
 }
 FINISHED_STATES = frozenset({"answered", "closed", "rejected"})
 VERIFICATION_METHODS = STAFF_VERIFICATION_METHODS  # what staff may record; see vocabulary
 # Intents whose answer discloses nothing about the person: acting on them needs no ID check.
-NO_DISCLOSURE_INTENTS = frozenset({Intent.OPT_OUT.value})
+NO_DISCLOSURE_INTENTS = frozenset({Intent.OPT_OUT.value, Intent.QUESTION.value})
 
 # Logged: references, states, event kinds, ids, organisation ids, systems. Never the requester's
 # address or name, nor any reason, note or text staff typed (they may quote the person).
@@ -181,10 +191,15 @@ def _clock_start(settings: Settings, received_at: datetime,
 
 
 def needs_verification(intents: Iterable[str], settings: Settings) -> bool:
+    """Only what discloses or changes the person's data waits for ID: an opt-out (stopping
+    marketing to the address that asked, Art. 21(3)), a question about the policy and an unclear
+    message (we ask what they want) disclose nothing and are answered at once."""
     labels = set(intents)
-    if labels and labels <= NO_DISCLOSURE_INTENTS and settings.cases.opt_out_skips_verification:
+    if not labels:
         return False
-    return True
+    if Intent.OPT_OUT.value in labels and not settings.cases.opt_out_skips_verification:
+        return True
+    return not labels <= NO_DISCLOSURE_INTENTS
 
 
 def open_case(
@@ -241,7 +256,7 @@ def open_case(
         if case.clock_start is None:  # nothing to verify: as if verified on receipt
             _set_deadlines(case, settings, _clock_start(settings, received_at, received_at))
         _move(session, case, "verified", actor, "verification_skipped",
-              reason="the request discloses no personal data (opt-out)")
+              reason="answering discloses no personal data (an opt-out, a question or an unclear message)")
     if "erasure" in labels:
         create_erasure_tasks(session, case, org.systems, actor)
     return case
@@ -379,6 +394,15 @@ def reopen(session: Session, ref: str, by: str, reason: str | None = None) -> Ca
 # and the refusal letter written when staff reject the request (Art. 12(4)). Each is approved
 # or dropped on its own, beside the reply, and never moves the case.
 NOTICE_KINDS = frozenset({"extension", "refusal"})
+
+
+def is_notice(kind: str, case: Case) -> bool:
+    """Mail about the case rather than its answer: the extension and refusal letters, and an
+    opt-out confirmation sent beside a request that still waits for ID (Art. 21(3): marketing
+    stops at once; the answer to the rest comes when the person is verified)."""
+    if kind in NOTICE_KINDS:
+        return True
+    return kind == Intent.OPT_OUT.value and bool(set(json.loads(case.intents)) - {kind})
 # A line for staff in a draft ("[[ … ]]", drafting.STAFF_MARK): such a draft cannot be sent.
 STAFF_MARK = "[["  # mail about the case, not the answer to the request
 
@@ -387,11 +411,13 @@ def add_draft(session: Session, case: Case, *, kind: str, language: str, subject
               body: str, quoted_sections: Iterable[str] = (), actor: str = "dsr") -> Draft:
     """A new draft supersedes a pending one of its family (reply or notice); a reply to a
     verified case moves the case to drafted."""
-    notice = kind in NOTICE_KINDS
+    notice = is_notice(kind, case)
     for old in session.execute(
         select(Draft).where(Draft.case_id == case.id, Draft.state == "pending")
     ).scalars():
-        if (old.kind in NOTICE_KINDS) == notice:
+        # A notice supersedes a pending notice of its own kind only: a new opt-out
+        # confirmation must not drop a pending extension notice, nor the reverse.
+        if (notice and old.kind == kind) or (not notice and not is_notice(old.kind, case)):
             old.state = "superseded"
             session.add(old)
     draft = Draft(case_id=case.id, kind=kind, language=language, subject=subject, body=body,
@@ -446,10 +472,18 @@ def approve_draft(session: Session, ref: str, by: str, edited_body: str | None =
     case = get_case(session, ref, for_update=True)
     _refuse_if_closed(case)
     draft = pending_draft(session, case)
-    if draft.kind in NOTICE_KINDS:
+    if is_notice(draft.kind, case):
         return _decide_notice(session, case, draft, "approved", by, now, body=edited_body)
     if case.state != "drafted":
         raise CaseError(f"case {case.ref} is {case.state}; verify the requester before approving a reply")
+    if Intent.ACCESS.value in draft.kind.split("+"):
+        open_items = [i.system for i in checklist(session, case, "access") if i.state == "pending"]
+        if open_items:
+            raise CaseError(
+                f"case {case.ref}: collect the person's data in every system first, or mark "
+                f"that none is held there (open: {', '.join(open_items)}); the copy goes with "
+                "the answer (Art. 15(3))"
+            )
     if draft.kind == "erasure":
         open_tasks = [t.system for t in erasure_tasks(session, case) if t.state == "pending"]
         if open_tasks:
@@ -483,7 +517,7 @@ def reject_draft(session: Session, ref: str, reason: str, by: str,
     case = get_case(session, ref, for_update=True)
     _refuse_if_closed(case)
     draft = pending_draft(session, case)
-    if draft.kind in NOTICE_KINDS:
+    if is_notice(draft.kind, case):
         return _decide_notice(session, case, draft, "rejected", by, now, reason=reason.strip())
     draft.state = "rejected"
     draft.reason = reason.strip()
@@ -502,6 +536,11 @@ def _decide_notice(session: Session, case: Case, draft: Draft, outcome: str, by:
         if not body.strip():
             raise CaseError("the edited notice is empty")
         keep_generated(draft, body)
+    if outcome == "approved" and STAFF_MARK in draft.body:
+        raise CaseError(
+            f"case {case.ref}: the {draft.kind} notice still holds a line for staff "
+            f"({STAFF_MARK} … ]]); do what it names, or edit it (--edit-file) before approving"
+        )
     draft.state, draft.reason = outcome, reason
     draft.decided_at, draft.decided_by = _now(now), by
     session.add(draft)
@@ -622,16 +661,83 @@ def add_intents(session: Session, case: Case, intents: Iterable[str], actor: str
     return new
 
 
+def require_verification(session: Session, case: Case, actor: str, **detail: Any) -> None:
+    """Back to ID verification: a follow-up asked for something that discloses personal data on
+    a case that needed none (an opt-out, a question). A pending reply is withdrawn."""
+    for draft in session.execute(
+        select(Draft).where(Draft.case_id == case.id, Draft.state == "pending")
+    ).scalars():
+        if not is_notice(draft.kind, case):
+            draft.state = "superseded"
+            session.add(draft)
+    if case.verification_method == "not_required":
+        case.verification_method = None
+    _move(session, case, "awaiting_verification", actor, "verification_requested", **detail)
+
+
 def mark_delivered(session: Session, case: Case, *, draft: Draft | None, outbox_id: int,
                    actor: str = "dsr") -> None:
     """A mail about the case reached the relay. When it is the approved reply the case is
     answered now, on delivery, not when staff approved it."""
-    if (draft is not None and draft.kind not in NOTICE_KINDS and draft.state == "approved"
+    if (draft is not None and not is_notice(draft.kind, case) and draft.state == "approved"
             and case.state == "approved"):
         _move(session, case, "answered", actor, "answered", draft=draft.id, outbox=outbox_id)
         return
     record_event(session, case, actor, "mail_sent", outbox=outbox_id,
                  draft=draft.id if draft is not None else None)
+
+
+# -- access collection and marketing suppression -------------------------------------------------
+
+CHECKLIST_KINDS = ("access", "suppression")
+# access: "done" = the person's data from that system is collected for the copy, "none" = none
+# is held there; suppression: "done" = marketing to the person is stopped in that system.
+CHECKLIST_OUTCOMES = {"access": ("done", "none"), "suppression": ("done",)}
+
+
+def checklist(session: Session, case: Case, kind: str) -> list[ChecklistItem]:
+    return list(session.execute(
+        select(ChecklistItem).where(ChecklistItem.case_id == case.id, ChecklistItem.kind == kind)
+        .order_by(ChecklistItem.id)
+    ).scalars())
+
+
+def create_checklist(session: Session, case: Case, kind: str, systems: Iterable[str],
+                     actor: str) -> list[str]:
+    """Lay out one row per system (those already there are kept as they are)."""
+    if kind not in CHECKLIST_KINDS:
+        raise ValueError(f"unknown checklist {kind!r}")
+    existing = {item.system.lower() for item in checklist(session, case, kind)}
+    new = [s for s in dict.fromkeys(systems) if s.lower() not in existing]
+    for system in new:
+        session.add(ChecklistItem(case_id=case.id, kind=kind, system=system))
+    if new:
+        session.flush()
+        record_event(session, case, actor, "checklist", checklist=kind, systems=new)
+    return new
+
+
+def tick(session: Session, ref: str, kind: str, system: str, outcome: str, by: str,
+         note: str | None = None) -> ChecklistItem:
+    """Staff tick one system of the access collection or of the marketing suppression."""
+    allowed = CHECKLIST_OUTCOMES.get(kind, ())
+    if outcome not in allowed:
+        raise CaseError(f"a {kind} item is settled as {' or '.join(repr(o) for o in allowed)}")
+    case = get_case(session, ref, for_update=True)
+    if case.state in ("closed", "rejected"):
+        raise CaseError(f"case {case.ref} is {case.state}; reopen it before changing its checklist")
+    for item in checklist(session, case, kind):
+        if item.system.lower() == system.strip().lower():
+            item.state, item.note = outcome, note
+            item.settled_by, item.settled_at = by, utcnow()
+            session.add(item)
+            event = "marketing_stopped" if kind == "suppression" else "collected"
+            record_event(session, case, by, event, system=item.system, outcome=outcome)
+            log.info("checklist ticked", extra={"ref": case.ref, "checklist": kind,
+                                                "system": item.system, "outcome": outcome})
+            return item
+    known = ", ".join(i.system for i in checklist(session, case, kind)) or "none"
+    raise CaseError(f"case {case.ref} has no {kind} item for system {system!r} (it has: {known})")
 
 
 # -- presentation ---------------------------------------------------------------------------------
@@ -695,6 +801,11 @@ def case_details(session: Session, case: Case) -> dict[str, Any]:
          "edited": d.generated_body is not None, "versions": draft_versions(d)}
         for d in drafts
     ]
+    data["checklists"] = {
+        kind: [{"system": i.system, "state": i.state, "note": i.note, "settled_by": i.settled_by,
+                "settled_at": _iso(i.settled_at)} for i in checklist(session, case, kind)]
+        for kind in CHECKLIST_KINDS
+    }
     data["erasure_tasks"] = [
         {"system": t.system, "state": t.state, "law": t.law, "until": _iso(t.kept_until),
          "note": t.note, "settled_by": t.settled_by, "settled_at": _iso(t.settled_at)}

@@ -824,6 +824,41 @@ def check_address(value: str, option: str) -> None:
         raise UsageProblem(f"{option}: longer than {MAX_ADDRESS_CHARS} characters")
 
 
+@cases.command("collect")
+@click.argument("ref")
+@click.option("--system", required=True, callback=_short(200),
+              help="The system from the access checklist.")
+@click.option("--none", "none_held", is_flag=True,
+              help="No data about the person is held in that system.")
+@click.option("--note", default=None, help="Optional note (e.g. where the export was saved).")
+@_by_option
+@config_option
+def cases_collect(ref: str, system: str, none_held: bool, note: str | None, by: str) -> None:
+    """Mark one system of an access case as collected for the copy (Art. 15(3)), or as holding
+    nothing about the person; the reply can be approved once every system is settled."""
+    conf = checked_settings()
+    with store_session() as (_conf, session):
+        item = workflow.tick(session, conf, ref, "access", system, "none" if none_held else "done",
+                             by, note=note)
+        click.echo(f"{ref.upper()}: {item.system} {'holds nothing' if none_held else 'collected'}")
+
+
+@cases.command("suppress")
+@click.argument("ref")
+@click.option("--system", required=True, callback=_short(200),
+              help="The marketing system from the suppression checklist.")
+@click.option("--note", default=None, help="Optional note.")
+@_by_option
+@config_option
+def cases_suppress(ref: str, system: str, note: str | None, by: str) -> None:
+    """Mark marketing to the person as stopped in one system (Art. 21(3)); the opt-out
+    confirmation then says so, and only for the systems ticked."""
+    conf = checked_settings()
+    with store_session() as (_conf, session):
+        item = workflow.tick(session, conf, ref, "suppression", system, "done", by, note=note)
+        click.echo(f"{ref.upper()}: marketing stopped in {item.system}")
+
+
 @cases.command("erasure")
 @click.argument("ref")
 @click.option("--system", required=True, callback=_short(200),
@@ -941,7 +976,7 @@ def drafts_reject(ref: str, reason: str, by: str) -> None:
     checked_settings()
     with store_session() as (conf, session):
         draft = workflow.reject(session, conf, ref, reason, by)
-        if draft.kind in case_engine.NOTICE_KINDS:
+        if case_engine.is_notice(draft.kind, case_engine.get_case(session, ref)):
             click.echo(f"{ref.upper()}: {draft.kind} notice {draft.id} rejected by {by}")
         else:
             click.echo(f"{ref.upper()}: draft {draft.id} rejected by {by}; request rejected; "

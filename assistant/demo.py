@@ -165,6 +165,7 @@ class Demo:
                  f" ({case['language']}), due {case['due']}")
         last = first
         if case["state"] == "awaiting_verification":
+            self._opt_out_at_once(engine, settings, ref)
             code = self._code(ack)
             self.say(f"   -> {inquiry.name} replies from the same address with the one-time code")
             last = self._send(smtp_port, inquiry.sender, inquiry.name, inquiry.to,
@@ -175,12 +176,25 @@ class Demo:
         else:
             self.say(f"   {ref} needs no ID check ({case['verification_method']}); drafted at once")
         self._staff(engine, settings, ref)
-        reply = wait_for(lambda: self._reply(sink, inquiry.sender, ack), "the approved reply")
+        reply = wait_for(lambda: self._reply(sink, inquiry.sender, last), "the approved reply")
         final = wait_for(lambda: self._case(engine, ref)["state"] == "answered" and
                          self._case(engine, ref), "the case to be answered")
         threaded = reply["In-Reply-To"] == last and last in str(reply.get("References", ""))
         self.say(f"   <- reply \"{reply['Subject']}\", threaded on {inquiry.name}'s last mail: "
                  f"{'yes' if threaded else 'no'}; case {final['state']} on delivery\n")
+
+    def _opt_out_at_once(self, engine: Any, settings: Settings, ref: str) -> None:
+        """Art. 21(3): beside a request that waits for ID, marketing stops now."""
+        with session_scope(engine) as session:
+            case = cases.get_case(session, ref)
+            if not self._pending_notice(session, case):
+                return
+            for item in cases.checklist(session, case, "suppression"):
+                workflow.tick(session, settings, ref, "suppression", item.system, "done",
+                              "staff (demo)")
+                self.say(f"   staff, before any ID check: marketing stopped in {item.system}")
+            workflow.approve(session, settings, ref, "staff (demo)")
+            self.say("   staff: approved the opt-out confirmation; it goes out now")
 
     def _staff(self, engine: Any, settings: Settings, ref: str) -> None:
         """What staff do at the desk: settle the erasure checklist, approve the reply."""
@@ -195,16 +209,37 @@ class Demo:
                 else:
                     workflow.settle(session, settings, ref, task.system, "done", "staff (demo)")
                     self.say(f"   staff: {task.system} erased")
+            for item in cases.checklist(session, case, "access"):
+                workflow.tick(session, settings, ref, "access", item.system, "done", "staff (demo)")
+                self.say(f"   staff: {item.system} searched, the person's data collected for the copy")
+            for item in cases.checklist(session, case, "suppression"):
+                if item.state == "pending":
+                    workflow.tick(session, settings, ref, "suppression", item.system, "done",
+                                  "staff (demo)")
+                    self.say(f"   staff: marketing stopped in {item.system}")
             if "rectification" in json.loads(case.intents):
                 workflow.rectify(session, settings, ref, "address in the customer register "
                                  "corrected as asked", "staff (demo)")
                 self.say("   staff: recorded the correction (dsr cases rectify)")
-        with session_scope(engine) as session:
-            pending = cases.pending_draft(session, cases.get_case(session, ref))
-            workflow.approve(session, settings, ref, "staff (demo)")
-            self.say(f"   staff: approved the {pending.kind} reply")
+        while True:
+            with session_scope(engine) as session:
+                case = cases.get_case(session, ref)
+                if case.state != "drafted" and not self._pending_notice(session, case):
+                    break
+                pending = cases.pending_draft(session, case)
+                workflow.approve(session, settings, ref, "staff (demo)")
+                what = "notice" if cases.is_notice(pending.kind, case) else "reply"
+                self.say(f"   staff: approved the {pending.kind} {what}")
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _pending_notice(session: Any, case: Any) -> bool:
+        from .store.models import Draft
+
+        pending = session.query(Draft).filter(Draft.case_id == case.id,
+                                              Draft.state == "pending").all()
+        return any(cases.is_notice(d.kind, case) for d in pending)
 
     @staticmethod
     def _send(port: int, sender: str, name: str, to: str, subject: str, body: str,
@@ -248,9 +283,11 @@ class Demo:
         return found.group(1)
 
     @staticmethod
-    def _reply(sink: _SinkHandler, address: str, ack: EmailMessage) -> EmailMessage | None:
-        later = [m for m in sink.to(address) if m["Message-ID"] != ack["Message-ID"]]
-        return later[-1] if later else None
+    def _reply(sink: _SinkHandler, address: str, last: str) -> EmailMessage | None:
+        """The answer: the mail that threads on the person's last message (their code reply,
+        or their request when no ID check was needed)."""
+        answers = [m for m in sink.to(address) if m["In-Reply-To"] == last]
+        return answers[-1] if answers else None
 
     def _summary(self, engine: Any) -> None:
         with session_scope(engine, write=False) as session:

@@ -753,6 +753,15 @@ def _items(policy: Policy | None, record: Record | None, intents: list[str],
     return items, tuple(quoted)
 
 
+def _suppression_view(checklist: Mapping[str, str] | None) -> dict[str, Any]:
+    """The opt-out confirmation says what was stopped only where staff ticked it (Art. 21(3))."""
+    if checklist is None:
+        return {"given": False, "stopped": [], "pending": []}
+    return {"given": True,
+            "stopped": [system for system, state in checklist.items() if state == "done"],
+            "pending": [system for system, state in checklist.items() if state != "done"]}
+
+
 def draft_reply(
     org: OrgInfo, policy: Policy | None, ref: str, intents: list[str], language: str, due: date,
     question: str | None = None, extended_due: date | None = None,
@@ -760,7 +769,7 @@ def draft_reply(
     verified: bool = False, *, record: Record | None = None,
     requester_name: str | None = None, erasure_checklist: ChecklistInput = None,
     access_activities: Sequence[str] | None = None, told: Sequence[str] | None = None,
-    corrected: Sequence[str] | None = None,
+    corrected: Sequence[str] | None = None, suppression: Mapping[str, str] | None = None,
 ) -> Draft:
     """The answer to a request: one mail covering every intent. No intents means we did not
     understand the request: ask, and list the rights.
@@ -773,7 +782,9 @@ def draft_reply(
     activities that concern this person (default: all). `told` names the recipients told of
     the erasure (Art. 19; default: the record's recipients of the systems erased or kept).
     `corrected` lists what staff corrected (Art. 16); until something is, the rectification
-    part holds a line for staff."""
+    part holds a line for staff. `suppression` is the marketing suppression checklist (system ->
+    pending | done): the opt-out part says marketing was stopped where staff ticked it, and
+    holds a line for staff while a system is pending; None: no checklist (the general words)."""
     templates_dir = template_dirs(templates_dir)
     lang = reply_language(language, templates_dir)
     ordered = _ordered_intents(list(intents))
@@ -801,6 +812,7 @@ def draft_reply(
                                  labels, templates_dir, told),
         "objection": _objection_view(record, lang, labels),
         "corrected": [" ".join(c.split()) for c in corrected or () if c.strip()],
+        "suppression": _suppression_view(suppression),
     }
     subject, body = _render(templates_dir, lang, "reply.txt.j2", context)
     return Draft("+".join(ordered), lang, subject, body, quoted)

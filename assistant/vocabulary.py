@@ -111,6 +111,10 @@ class EventKind(StrEnum):
     ERASURE_DONE = "erasure_done"
     ERASURE_KEPT = "erasure_kept"
     ERASURE_SUPPRESSED = "erasure_suppressed"
+    # The access collection and the marketing suppression checklists (Art. 15(3), 21(3)).
+    CHECKLIST = "checklist"  # a checklist was laid out for the case
+    COLLECTED = "collected"  # one system's data collected for the copy (or none held there)
+    MARKETING_STOPPED = "marketing_stopped"  # one system suppressed for marketing
     RECTIFIED = "rectified"  # staff recorded what was corrected (Art. 16); the reply states it
     # The email channel: what reached the requester and what came back from them.
     ACKNOWLEDGED = "acknowledged"  # receipt (with a one-time code when ID is needed) queued

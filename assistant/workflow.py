@@ -47,7 +47,7 @@ from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
 from .understand.policies import Policy, load_policy
 from .understand.records import Record, find_record
-from .vocabulary import VerificationMethod
+from .vocabulary import Intent, VerificationMethod
 
 # What a person wrote passes through here; only its outcome (intents, ids, sizes) is logged.
 log = get_logger("workflow")
@@ -124,8 +124,11 @@ def open_request(
         session.flush()
         log.debug("request text kept", extra={"ref": case.ref, "message_id": kept.id,
                                               "chars": len(body) + len(subject)})
+    lay_out_checklists(session, settings, case, intents, actor)
     if case.state == "verified":
         draft_for_case(session, settings, case, actor=actor)
+    elif Intent.OPT_OUT.value in intents:
+        draft_opt_out_confirmation(session, settings, case, actor=actor)
     if acknowledge is None:
         acknowledge = channel == "email"
     if acknowledge:
@@ -136,6 +139,67 @@ def open_request(
 def record_for(settings: Settings, org: Organization) -> Record | None:
     """The organisation's record of processing: next to its policy, else in the policy folders."""
     return find_record(org.id, settings.policy_path(org))
+
+
+# Where marketing is stopped when the record names no marketing system: one line staff tick.
+ALL_MARKETING = "markedsføring (alle kanaler)"
+
+
+def marketing_systems(settings: Settings, org: Organization) -> list[str]:
+    """The systems of the record's direct-marketing activities; the opt-out is carried out there."""
+    record = record_for(settings, org)
+    found = [s for a in (record.activities if record else ()) if a.marketing for s in a.systems]
+    return list(dict.fromkeys(found)) or [ALL_MARKETING]
+
+
+def lay_out_checklists(session: Session, settings: Settings, case: Case, intents: list[str],
+                       actor: str) -> None:
+    """Access: every system is searched for the copy. Opt-out: every marketing system is told."""
+    org = settings.organization(case.org)
+    if Intent.ACCESS.value in intents and org.systems:
+        cases.create_checklist(session, case, "access", org.systems, actor)
+    if Intent.OPT_OUT.value in intents:
+        cases.create_checklist(session, case, "suppression", marketing_systems(settings, org), actor)
+
+
+def _suppression(session: Session, case: Case) -> dict[str, str] | None:
+    items = cases.checklist(session, case, "suppression")
+    return {i.system: i.state for i in items} if items else None
+
+
+def draft_opt_out_confirmation(session: Session, settings: Settings, case: Case,
+                               actor: str = "dsr") -> Draft:
+    """Art. 21(3): marketing stops at once, even beside a request that waits for ID. The
+    confirmation is drafted now; it says what was stopped only where staff ticked it."""
+    org = settings.organization(case.org)
+    policy = policy_for(settings, org)
+    due: date = case.due or cases.compute_deadlines(case.received_at).due
+    text = draft_reply(org_info(org, policy), policy, case.ref, [Intent.OPT_OUT.value],
+                       case.language, due, verified=case.verified, record=record_for(settings, org),
+                       requester_name=case.requester_name, suppression=_suppression(session, case))
+    return cases.add_draft(session, case, kind=text.kind, language=text.language,
+                           subject=text.subject, body=text.body,
+                           quoted_sections=text.quoted_sections, actor=actor)
+
+
+def tick(session: Session, settings: Settings, ref: str, kind: str, system: str, outcome: str,
+         by: str, note: str | None = None) -> Any:
+    """Tick one system of the access collection or the suppression; what is pending is
+    written anew from the checklist as it now stands."""
+    item = cases.tick(session, ref, kind, system, outcome, by, note=note)
+    case = cases.get_case(session, ref)
+    pending = [d for d in _pending_drafts(session, case)]
+    if any(cases.is_notice(d.kind, case) and d.kind == Intent.OPT_OUT.value for d in pending):
+        draft_opt_out_confirmation(session, settings, case, actor=by)
+    if case.state == "drafted":
+        draft_for_case(session, settings, case, actor=by)
+    return item
+
+
+def _pending_drafts(session: Session, case: Case) -> list[Draft]:
+    return list(session.execute(
+        select(Draft).where(Draft.case_id == case.id, Draft.state == "pending")
+    ).scalars())
 
 
 def _erasure_checklist(session: Session, case: Case) -> dict[str, Any] | None:
@@ -183,6 +247,7 @@ def compose(session: Session, settings: Settings, case: Case) -> DraftText:
         verified=case.verified, record=record_for(settings, org),
         requester_name=case.requester_name,
         erasure_checklist=_erasure_checklist(session, case) if "erasure" in intents else None,
+        suppression=_suppression(session, case) if Intent.OPT_OUT.value in intents else None,
         corrected=cases.corrections(session, case) if "rectification" in intents else None,
     )
 
@@ -240,7 +305,7 @@ def reject(session: Session, settings: Settings, ref: str, reason: str, by: str,
     where to turn (Art. 12(4)): a refusal letter is drafted for review, like a notice. Rejecting
     a notice only drops that notice."""
     rejected = cases.reject_draft(session, ref, reason, by, now=now)
-    if rejected.kind in cases.NOTICE_KINDS:
+    if cases.is_notice(rejected.kind, cases.get_case(session, ref)):
         return rejected
     case = cases.get_case(session, ref)
     org = settings.organization(case.org)
@@ -549,8 +614,16 @@ def follow_up(session: Session, settings: Settings, case: Case, message: Message
                                       message=message.id)
             if added:
                 outcomes.append("intent_added")
-                if case.state in ("verified", "drafted", "answered"):
+                lay_out_checklists(session, settings, case, added, ACTOR_REQUESTER)
+                if (not case.verified and case.state in ("verified", "drafted", "answered")
+                        and cases.needs_verification(json.loads(case.intents), settings)):
+                    # An opt-out or a question needed no ID; what was added now does.
+                    cases.require_verification(session, case, "dsr", added=added)
+                    outcomes.append(resend_code(session, settings, case, now=moment))
+                elif case.state in ("verified", "drafted", "answered"):
                     draft_for_case(session, settings, case)
+                elif Intent.OPT_OUT.value in added:
+                    draft_opt_out_confirmation(session, settings, case)
     if case.state == "awaiting_verification":
         candidates = code_candidates(body, full_text)
         if candidates:

@@ -61,7 +61,8 @@ def test_cases_flow_through_the_cli(run):
     shown = json.loads(run("cases", "show", ref, "--json").stdout)
     assert shown["state"] == "closed" and shown["extended"] and shown["due"] == "2026-05-04"
     staff = [e["kind"] for e in shown["events"] if e["actor"] == "kari"]
-    assert staff == ["opened", "verification_requested", "verified", "extended", "drafted", "closed"]
+    assert staff == ["opened", "verification_requested", "checklist", "verified", "extended",
+                     "drafted", "closed"]
     # Verification let dsr draft the reply; the extension redrafted it with the new date.
     assert [e["kind"] for e in shown["events"] if e["actor"] == "dsr"] == ["drafted", "drafted"]
     assert [d["kind"] for d in shown["drafts"]] == ["access", "extension", "access"]

@@ -210,6 +210,10 @@ def test_approval_sends_one_threaded_reply_and_a_second_approval_sends_nothing(
     send(listener.port, last)
     intake.drain(engine, mail_settings)
     runner = CliRunner()
+    for system in mail_settings.organization(case.org).systems:
+        collected = runner.invoke(cli, ["cases", "collect", case.ref, "--system", system,
+                                        "--by", "kari"])
+        assert collected.exit_code == 0, collected.output
     approved = runner.invoke(cli, ["drafts", "approve", case.ref, "--by", "kari"])
     assert approved.exit_code == 0, approved.output
     assert all_cases(engine)[0].state == "approved"  # not answered until it is delivered

@@ -241,3 +241,21 @@ class MailboxState(SQLModel, table=True):
     uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
     last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ChecklistItem(SQLModel, table=True):
+    """One system of a case's access collection (the copy, Art. 15(3)) or of its marketing
+    suppression (Art. 21(3)): staff tick each, and the reply says only what was ticked."""
+
+    __tablename__ = "checklist_items"
+    __table_args__ = (UniqueConstraint("case_id", "kind", "system",
+                                       name="uq_checklist_case_kind_system"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=16)  # access | suppression
+    system: str = Field(max_length=200)
+    state: str = Field(default="pending", max_length=16)  # pending | done | none
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    settled_by: str | None = Field(default=None, max_length=200)
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
