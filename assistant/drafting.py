@@ -690,12 +690,16 @@ def _answer_view(policy: Policy | None, record: Record | None, question: str, la
     aspect = _aspect(question)
     activity = _match_activity(record, question)
     answer: dict[str, Any] = {"aspect": None, "activity": None, "quote": None,
-                              "recipients": [], "transfers": []}
+                              "recipients": [], "transfers": [], "activities": []}
     if record is not None and aspect in {"recipients", "location"} and activity is None:
         answer["aspect"] = f"all_{aspect}"
         answer["recipients"] = [_recipient_view(r, language, labels) for r in record.recipients()
                                 if r.role != "authority"]
         answer["transfers"] = [_recipient_view(r, language, labels) for r in record.transfers()]
+    elif record is not None and aspect == "retention" and activity is None:
+        # "How long do you keep my data?": every activity's period, from the record.
+        answer["aspect"] = "all_retention"
+        answer["activities"] = [_activity_view(a, language, labels) for a in record.activities]
     elif activity is not None:
         answer["aspect"] = aspect or "purpose"
         answer["activity"] = _activity_view(activity, language, labels)
@@ -705,6 +709,8 @@ def _answer_view(policy: Policy | None, record: Record | None, question: str, la
         if activity is not None:
             linked = [s for s in hits if s.id in activity.sections]
             hits = linked or ([] if answer["aspect"] else hits)
+        elif answer["aspect"]:
+            hits = []  # the record answered it for every activity: a quote would pick one
         hits = [s for s in hits if s.id not in taken]
         if hits:
             section = hits[0]
@@ -712,9 +718,11 @@ def _answer_view(policy: Policy | None, record: Record | None, question: str, la
     answer["silent"] = answer["aspect"] is None and answer["quote"] is None
     # The policy may speak to it in Norwegian while the reply is in English: say so to staff.
     answer["policy_hint"] = ""
-    if answer["silent"] and policy is not None and not quotable and policy.sections:
-        hint = [s.id for s, _ in search(policy, question, k=1)]
-        answer["policy_hint"] = hint[0] if hint else ""
+    if answer["silent"] and policy is not None and policy.sections:
+        # The policy may speak to it where we may not quote it (in Norwegian under an English
+        # reply, or in a passage `dsr policies check` flags): tell staff where to look.
+        hint = [s for s, _ in search(policy, question, k=1)]
+        answer["policy_hint"] = hint[0].heading if hint else ""
     return answer
 
 
