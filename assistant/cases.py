@@ -110,10 +110,11 @@ def masked(value: Any) -> Any:
 
 def record_event(
     session: Session, case: Case | None, actor: str, kind: str, **detail: Any
-) -> Event:
+) -> int:
     """Append to the audit trail. Detail never holds message bodies; every text in it and the
     actor are masked here, before anything (the hash chain, a log line) is derived from them.
-    The event joins its case's hash chain (store/audit.py), so a later edit shows."""
+    The event joins its case's hash chain (store/audit.py), so a later edit shows. Returns the
+    event's id."""
     detail = masked(json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
     return append_event(
         session,

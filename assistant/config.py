@@ -165,6 +165,17 @@ class DataSettings(_Section):
     policies_dir: str | None = None
 
 
+class VerificationSettings(_Section):
+    """The secret the one-time codes are hashed with (HMAC-SHA256); never in the database.
+
+    `key_file` unset: beside a SQLite file (`dsr.db` -> `dsr.db.key`), created on first use with
+    permissions 0600; on PostgreSQL `dsr-code.key` in the config file's folder. Several instances
+    on one PostgreSQL database must read the same key: point `key_file` at one file deployed to
+    each (a mounted secret)."""
+
+    key_file: str | None = None
+
+
 class Organization(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
@@ -200,6 +211,7 @@ class Settings(BaseSettings):
     cases: CaseSettings = CaseSettings()
     log: LogSettings = LogSettings()
     data: DataSettings = DataSettings()
+    verification: VerificationSettings = VerificationSettings()
     organizations: list[Organization] = Field(min_length=1)
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     config_file: Path | None = Field(default=None, exclude=True)  # for file:line in messages

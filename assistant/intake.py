@@ -24,8 +24,10 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
@@ -39,6 +41,7 @@ from .store import gate as write_gate
 from .store.db import session_scope
 from .store.models import Case, Message, utcnow
 from .understand.pii import mask_personal_numbers
+from .understand.pipeline import understand_text
 
 # Ids, references and outcomes only: never an address, a subject or a body.
 log = logging.getLogger("dsr.intake")
@@ -55,6 +58,7 @@ class Outcome:
     status: str  # processed | ignored | duplicate | failed
     outcome: str  # opened | linked | verified | intent_added | auto:<reason> | error:<class> …
     ref: str | None = None
+    error: str | None = None  # the error's module and class, when it failed
 
 
 # -- claiming -----------------------------------------------------------------------------------
@@ -128,10 +132,11 @@ def find_case(session: Session, settings: Settings, message: Message, mail: Pars
 
 
 def handle(session: Session, settings: Settings, message: Message,
-           now: datetime | None = None) -> Outcome:
-    """Decide one claimed message (inside the caller's transaction)."""
+           now: datetime | None = None, prepared: Prepared | None = None) -> Outcome:
+    """Decide one claimed message (inside the caller's transaction); `prepared`: the parsing
+    and classifying already done from the same stored bytes, before the transaction."""
     moment = now or utcnow()
-    mail = parse_mail(message.raw)
+    mail = prepared.mail if prepared is not None else parse_mail(message.raw)
     message.subject = mask_personal_numbers(mail.subject)[:MAX_SUBJECT_CHARS] or None
     message.text = mail.text[:MAX_TEXT_CHARS]
     message.processed_at = moment
@@ -177,10 +182,151 @@ def handle(session: Session, settings: Settings, message: Message,
         session, settings, org_id=org.id, channel="email", received_at=message.received_at,
         requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
         body=mail.text, message=message, acknowledge=True, now=moment,
+        understood=prepared.understood(org) if prepared is not None else None,
     )
     message.status = PROCESSED
     session.add(message)
     return Outcome(message.id, PROCESSED, "opened", case.ref)
+
+
+# -- batches ------------------------------------------------------------------------------------
+#
+# Several messages share one transaction (one commit), each inside its own savepoint: a message
+# that fails is rolled back alone and marked `failed` in the same transaction, the others keep
+# their work. A batch ends after BATCH_MESSAGES, after BATCH_SECONDS, or as soon as the SMTP
+# listener waits for the write gate (its clients wait for their 250). On SQLite the parsing and
+# classifying happen BEFORE the write lock (from the stored bytes, read without a lock), so the
+# lock is held only for the writes; the claim is then a compare-and-set (`stored` ->
+# `processing`), and a message another worker took meanwhile is skipped. On PostgreSQL rows are
+# claimed first (FOR UPDATE SKIP LOCKED, so workers never wait for or duplicate each other) and
+# parsed inside the transaction, which locks nobody else out.
+
+BATCH_MESSAGES = 32
+BATCH_SECONDS = 0.1
+
+
+@dataclass
+class Prepared:
+    """A stored message parsed (and, when it may open a case, classified) ahead of its claim."""
+
+    id: int
+    mail: ParsedMail
+    _understood: dict[str, Any]
+
+    def understood(self, org: Organization) -> Any:
+        return self._understood.get(org.id)
+
+
+def prepare(settings: Settings, message_id: int, raw: bytes, envelope_to: str | None) -> Prepared:
+    """The pure work for one message: parse, and classify for the organisation it would open a
+    case with (what `workflow.open_request` would compute itself)."""
+    mail = parse_mail(raw)
+    understood: dict[str, Any] = {}
+    if not mail.auto:
+        org, _ = route(settings, Message(envelope_to=envelope_to or "[]"), mail)
+        if org is not None:
+            understood[org.id] = understand_text(mail.text, subject=mail.subject,
+                                                 default_language=org.language)
+    return Prepared(message_id, mail, understood)
+
+
+def _prepare_next(engine: Engine, settings: Settings, limit: int) -> list[Prepared | int]:
+    """The oldest stored messages, read without a lock and prepared; an id alone where
+    preparing failed (the message is then handled, and fails, in its savepoint)."""
+    with session_scope(engine, write=False) as session:
+        rows = session.execute(
+            select(Message.id, Message.raw, Message.envelope_to)
+            .where(Message.status == STORED, Message.direction == "in")
+            .order_by(Message.received_at, Message.id).limit(limit)
+        ).all()
+    found: list[Prepared | int] = []
+    for message_id, raw, envelope_to in rows:
+        try:
+            found.append(prepare(settings, message_id, raw, envelope_to))
+        except Exception:  # noqa: BLE001
+            found.append(message_id)
+    return found
+
+
+def _claim(session: Session, message_id: int) -> Message | None:
+    """Compare-and-set: the message is ours if it is still `stored`."""
+    row = session.execute(text(
+        "UPDATE messages SET status = :processing WHERE id = :id AND status = :stored RETURNING id"
+    ), {"processing": PROCESSING, "stored": STORED, "id": message_id}).first()
+    if row is None:
+        return None
+    return session.get(Message, row[0], populate_existing=True)
+
+
+def _handle_alone(session: Session, settings: Settings, message: Message, now: datetime | None,
+                  prepared: Prepared | None) -> Outcome:
+    """One message in its own savepoint; a failure is rolled back alone and marked failed."""
+    message_id = message.id
+    assert message_id is not None
+    try:
+        with session.begin_nested():
+            return handle(session, settings, message, now=now, prepared=prepared)
+    except OperationalError:
+        raise  # the database itself: the whole batch rolls back, every message stays stored
+    except Exception as exc:  # noqa: BLE001
+        reason = f"{type(exc).__module__}.{type(exc).__name__}"
+        session.execute(text(
+            "UPDATE messages SET status = :failed, error = :error, processed_at = :at WHERE id = :id"
+        ), {"failed": FAILED, "error": reason[:500], "id": message_id,
+            "at": datetime.now(timezone.utc).replace(tzinfo=None)})
+        return Outcome(message_id, FAILED, f"error:{type(exc).__name__}", error=reason)
+
+
+def process_batch(engine: Engine, settings: Settings, now: datetime | None = None,
+                  gate: write_gate.WriteGate | None = None, limit: int = BATCH_MESSAGES,
+                  ahead: list[Prepared | int] | None = None) -> tuple[list[Outcome], bool]:
+    """Claim and decide up to `limit` stored messages in one transaction; (the outcomes, whether
+    any message was waiting). Raised to the caller: a database that is busy or gone (every
+    message of the batch stays `stored`). `ahead` (SQLite): messages prepared earlier; the ones
+    this batch does not reach are left in it for the next."""
+    postgres = engine.dialect.name == "postgresql"
+    waiting: list[Prepared | int] = []
+    if not postgres:
+        waiting = ahead if ahead else _prepare_next(engine, settings, limit)
+        if not waiting:
+            return [], False
+    outcomes: list[Outcome] = []
+    found = bool(waiting)
+    started = time.monotonic()
+    reached = 0  # SQLite: how many of `waiting` this batch took up
+    with write_gate.background(gate), session_scope(engine) as session:
+        while reached < limit:
+            if reached and (time.monotonic() - started > BATCH_SECONDS
+                            or (gate is not None and gate.contended())):
+                break
+            prepared: Prepared | None = None
+            if postgres:
+                message = claim_next(session)
+                if message is None:
+                    break
+                found = True
+                reached += 1
+            else:
+                if reached >= len(waiting):
+                    break
+                item = waiting[reached]
+                reached += 1
+                prepared = item if isinstance(item, Prepared) else None
+                message = _claim(session, item.id if isinstance(item, Prepared) else item)
+                if message is None:  # another worker has it
+                    continue
+            outcomes.append(_handle_alone(session, settings, message, now, prepared))
+    if ahead is not None:
+        # What this batch did not reach, for the next one (a message another worker finished
+        # meanwhile is then skipped by its claim); empty: the next batch reads afresh.
+        ahead[:] = waiting[reached:]
+    for outcome in outcomes:  # after the commit: never an outcome that was rolled back
+        if outcome.status == FAILED and outcome.error:
+            log.warning("message failed", extra={"message_id": outcome.message,
+                                                 "error": outcome.error})
+        log.info("message %s", outcome.status, extra={
+            "message_id": outcome.message, "ref": outcome.ref, "outcome": outcome.outcome})
+    return outcomes, found
 
 
 def process_one(engine: Engine, settings: Settings, now: datetime | None = None,
@@ -189,48 +335,27 @@ def process_one(engine: Engine, settings: Settings, now: datetime | None = None,
 
     A database that is busy or gone leaves the message `stored` (raised to the caller, who
     waits and tries again); any other error marks it `failed` with the error's class."""
-    claimed: int | None = None
-    try:
-        with write_gate.background(gate), session_scope(engine) as session:
-            message = claim_next(session)
-            if message is None:
-                return None
-            claimed = message.id
-            outcome = handle(session, settings, message, now=now)
-    except OperationalError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        if claimed is None:
-            raise
-        with write_gate.background(gate):
-            outcome = _mark_failed(engine, claimed, exc)
-    log.info("message %s", outcome.status, extra={"message_id": outcome.message, "ref": outcome.ref,
-                                                  "outcome": outcome.outcome})
-    return outcome
-
-
-def _mark_failed(engine: Engine, message_id: int, exc: BaseException) -> Outcome:
-    reason = f"{type(exc).__module__}.{type(exc).__name__}"
-    with session_scope(engine) as session:
-        session.execute(text(
-            "UPDATE messages SET status = :failed, error = :error, processed_at = :at"
-            " WHERE id = :id AND status = :stored"
-        ), {"failed": FAILED, "error": reason[:500], "id": message_id, "stored": STORED,
-            "at": datetime.now(timezone.utc).replace(tzinfo=None)})
-    log.warning("message failed", extra={"message_id": message_id, "error": reason})
-    return Outcome(message_id, FAILED, f"error:{type(exc).__name__}")
+    while True:
+        outcomes, found = process_batch(engine, settings, now=now, gate=gate, limit=1)
+        if outcomes:
+            return outcomes[0]
+        if not found:
+            return None
 
 
 def drain(engine: Engine, settings: Settings, limit: int | None = None,
           stop: threading.Event | None = None, gate: write_gate.WriteGate | None = None) -> int:
     """Process stored messages until none is left (or `limit`, or `stop`); how many were done."""
     done = 0
+    ahead: list[Prepared | int] = []
     while limit is None or done < limit:
         if stop is not None and stop.is_set():
             break
-        if process_one(engine, settings, gate=gate) is None:
+        size = BATCH_MESSAGES if limit is None else min(BATCH_MESSAGES, limit - done)
+        outcomes, found = process_batch(engine, settings, gate=gate, limit=size, ahead=ahead)
+        if not found:
             break
-        done += 1
+        done += len(outcomes)
     return done
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from . import cases, resources
+from .code_key import CodeKey, code_key
 from .config import Organization, Settings
 from .drafting import Draft as DraftText
 from .drafting import (
@@ -46,7 +47,7 @@ from .text import fold
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
 from .understand.policies import Policy, load_policy
-from .understand.records import Record, find_record
+from .understand.records import Record, find_record, load_record, record_path
 from .vocabulary import Intent, VerificationMethod
 
 # What a person wrote passes through here; only its outcome (intents, ids, sizes) is logged.
@@ -92,18 +93,22 @@ def open_request(
     requester: str | None, requester_name: str | None = None, subject: str = "", body: str = "",
     intents: list[str] | None = None, actor: str = "dsr", message: Message | None = None,
     acknowledge: bool | None = None, now: datetime | None = None,
+    understood: Any = None,
 ) -> Case:
     """Understand the request (unless staff named the intents), open its case, draft if allowed.
 
     `message` is the stored mail the request came in (the intake worker links it instead of
     writing a copy). `acknowledge` queues the receipt mail to the requester; by default a request
-    that came by email is acknowledged, one staff logged by hand is not (staff told the person)."""
+    that came by email is acknowledged, one staff logged by hand is not (staff told the person).
+    `understood`: what `understand_text(body, subject=subject, default_language=<the
+    organisation's language>)` returned, when the caller classified before its transaction."""
     org = settings.organization(org_id)
     language: str | None = None
     unclear = False
     classified = intents is None
     if intents is None:
-        result = understand_text(body, subject=subject, default_language=org.language)
+        result = understood if understood is not None else understand_text(
+            body, subject=subject, default_language=org.language)
         intents, language, unclear = list(result.intents), result.language, result.unclear
     case = cases.open_case(
         session, settings, org_id=org_id, channel=channel, received_at=received_at,
@@ -137,8 +142,21 @@ def open_request(
 
 
 def record_for(settings: Settings, org: Organization) -> Record | None:
-    """The organisation's record of processing: next to its policy, else in the policy folders."""
-    return find_record(org.id, settings.policy_path(org))
+    """The organisation's record of processing: next to its policy, else in the policy folders;
+    read again only when its file changes (parsing it cost more than the rest of a draft)."""
+    path = record_path(org.id, settings.policy_path(org))
+    if path is None:
+        return None
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return find_record(org.id, settings.policy_path(org))
+    return _record_at(str(path), mtime)
+
+
+@lru_cache(maxsize=64)
+def _record_at(path: str, mtime_ns: int) -> Record:
+    return load_record(Path(path))
 
 
 # Where marketing is stopped when the record names no marketing system: one line staff tick.
@@ -320,8 +338,10 @@ def reject(session: Session, settings: Settings, ref: str, reason: str, by: str,
 # -- email: acknowledgement, one-time code, follow-ups, approval ---------------------------------
 #
 # The one-time code (EDPB Guidelines 01/2022 §§69-78: proportionate, no ID copies): digits from
-# `secrets`, kept only as a salted PBKDF2 hash, compared in constant time, a few attempts, valid
-# for days (people read mail late), and sent again on request, rate-limited.
+# `secrets`, kept only as a salted HMAC-SHA256 under a key that is not in the database (code_key.py:
+# a slow hash of a six-digit code is brute-forced offline from a dump anyway; the key stops that),
+# compared in constant time, a few attempts, valid for days (people read mail late), and sent
+# again on request, rate-limited.
 
 CODE_DIGITS = 6
 CODE_VALID_FOR = timedelta(days=7)
@@ -331,7 +351,8 @@ MAX_CODE_SENDS = 5
 # Candidates read from one reply: enough for a code typed beside a phone number or a date,
 # too few for a mail listing a million numbers to guess its way in.
 MAX_CODE_CANDIDATES = 3
-_PBKDF2_ITERATIONS = 2_000
+_HMAC = "hmac-sha256"
+_PBKDF2 = "pbkdf2-sha256"
 _CODE_MASK = "•" * CODE_DIGITS
 _CODE_IN_TEXT = re.compile(rf"(?<![\w-])(\d{{{CODE_DIGITS // 2}}})[ -]?(\d{{{CODE_DIGITS - CODE_DIGITS // 2}}})(?![\w-])")
 ACTOR_REQUESTER = "requester"
@@ -341,27 +362,41 @@ def _utc(now: datetime | None) -> datetime:
     return now.astimezone(timezone.utc) if now is not None else utcnow()
 
 
-def _hash_code(code: str, salt: str, iterations: int = _PBKDF2_ITERATIONS) -> str:
+def _hash_code(code: str, salt: str, key: CodeKey) -> str:
+    return f"{_HMAC}${key.kid}${key.digest(code, salt)}"
+
+
+def _pbkdf2(code: str, salt: str, iterations: int) -> str:
+    """The hash of codes sent before the keyed HMAC; such codes still verify until they expire."""
     digest = hashlib.pbkdf2_hmac("sha256", code.encode(), bytes.fromhex(salt), iterations)
-    return f"pbkdf2-sha256${iterations}${digest.hex()}"
+    return f"{_PBKDF2}${iterations}${digest.hex()}"
 
 
-def _code_matches(code: str, verification: Verification) -> bool:
+def _code_matches(code: str, verification: Verification, key: CodeKey) -> bool | None:
+    """Whether the code is the verification's; None when it cannot be told, because the code
+    was hashed under another key (instances that do not share `verification.key_file`)."""
     if not verification.code_hash or not verification.salt:
         return False
     try:
-        _kind, iterations, _digest = verification.code_hash.split("$")
-        expected = _hash_code(code, verification.salt, int(iterations))
+        kind, parameter, _digest = verification.code_hash.split("$")
+        if kind == _HMAC:
+            if parameter != key.kid:
+                return None
+            expected = _hash_code(code, verification.salt, key)
+        elif kind == _PBKDF2:
+            expected = _pbkdf2(code, verification.salt, int(parameter))
+        else:
+            return False
     except ValueError:
         return False
     return hmac.compare_digest(expected.encode(), verification.code_hash.encode())
 
 
-def _new_code(verification: Verification, now: datetime) -> str:
-    """A fresh code for the verification; only its salted hash is kept."""
+def _new_code(settings: Settings, verification: Verification, now: datetime) -> str:
+    """A fresh code for the verification; only its keyed hash is kept."""
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     verification.salt = secrets.token_hex(16)
-    verification.code_hash = _hash_code(code, verification.salt)
+    verification.code_hash = _hash_code(code, verification.salt, code_key(settings))
     verification.attempts = 0
     verification.sends += 1
     verification.last_sent_at = now
@@ -442,9 +477,12 @@ def queue_mail(session: Session, settings: Settings, case: Case, *, subject: str
     fields = {"from_addr": sender.address, "from_name": sender.name, "to": case.requester,
               "subject": subject, "ref": case.ref, "message_id": message_id, "date": moment,
               "parent": parent}
-    payload = outgoing.build(body=body, **fields)
     kept_body = body.replace(secret, _CODE_MASK) if secret else body
-    kept = payload if kept_body == body else outgoing.build(body=kept_body, **fields)
+    if kept_body == body:
+        payload = kept = outgoing.build(body=body, **fields)
+    else:
+        payload, kept = outgoing.build_masked(body=body, secret=secret or "", mask=_CODE_MASK,
+                                              **fields)
     row = Outbox(dedup_key=dedup_key, kind="email", case_id=case.id,
                  draft_id=draft.id if draft is not None else None, recipient=case.requester,
                  payload=payload, next_attempt_at=moment, created_at=moment)
@@ -473,7 +511,7 @@ def acknowledge_case(session: Session, settings: Settings, case: Case,
     if needs_code:
         verification = Verification(case_id=case.id, method=VerificationMethod.EMAIL_CODE.value,
                                     sent_to=case.requester)
-        code = _new_code(verification, moment)
+        code = _new_code(settings, verification, moment)
         session.add(verification)
     due = case.due or cases.compute_deadlines(case.received_at).due
     text = draft_acknowledgement(org_info(org), case.ref, due, case.language, code, needs_code)
@@ -501,7 +539,7 @@ def resend_code(session: Session, settings: Settings, case: Case,
         return "resend_refused"
     if verification.last_sent_at is not None and moment - verification.last_sent_at < RESEND_INTERVAL:
         return "resend_too_soon"
-    code = _new_code(verification, moment)
+    code = _new_code(settings, verification, moment)
     session.add(verification)
     session.flush()
     org = settings.organization(case.org)
@@ -537,7 +575,16 @@ def try_code(session: Session, settings: Settings, case: Case, *, from_address: 
     verification = open_verification(session, case)
     if verification is None or case.state != "awaiting_verification" or not candidates:
         return "no_code"
-    matched = any(_code_matches(code, verification) for code in candidates)
+    key = code_key(settings)
+    checks = [_code_matches(code, verification, key) for code in candidates]
+    if None in checks:
+        # Hashed under another key: no answer is right or wrong, and no attempt is counted.
+        log.error("a one-time code was hashed with another key; instances must share "
+                  "verification.key_file", extra={"ref": case.ref})
+        cases.record_event(session, case, "dsr", "verification_failed",
+                           reason="code hashed with another key")
+        return "code_key_mismatch"
+    matched = any(checks)
     sender = (from_address or "").strip().lower()
     if sender != (verification.sent_to or "").lower():
         # The right code from another address proves nothing about the requester; no attempt is

@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from assistant import cases, intake, workflow
 from assistant.channels.smtp import SmtpListener
+from assistant.channels.store import SqliteBatchStore
 from assistant.cli import cli
 from assistant.outbox import Sender
 from assistant.store.db import open_store, session_scope
@@ -281,14 +282,108 @@ def test_an_unknown_recipient_gets_550_and_oversize_mail_552(mail_settings, engi
         assert session.execute(select(func.count()).select_from(Message)).scalar() == 0
 
 
-def test_a_database_failure_answers_451_so_the_sender_retries(listener, engine, mail_settings):
+def test_a_database_failure_answers_451_so_the_sender_retries(listener, engine, mail_settings,
+                                                             monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    listener.handler.store = broken
+    # Both roads: on the event loop (SQLite, lock free) and in the storing thread.
+    monkeypatch.setattr(SqliteBatchStore, "store", broken)
+    monkeypatch.setattr(listener.handler, "store_many", broken)
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(listener.port, request())
     assert refused.value.smtp_code == 451
+
+
+def _send_together(port: int, count: int) -> tuple[list[int], list[threading.Thread]]:
+    """`count` messages at once over as many connections; the reply code each got."""
+    codes: list[int] = [0] * count
+
+    def one(n: int) -> None:
+        try:
+            send(port, request(sender=f"together{n}@example.no", name=""))
+            codes[n] = 250
+        except smtplib.SMTPDataError as exc:
+            codes[n] = exc.smtp_code
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    return codes, threads
+
+
+def _stored_count(engine) -> int:
+    with Session(engine) as session:
+        return session.execute(select(func.count()).select_from(Message)).scalar()
+
+
+def _held_listener(mail_settings, engine):
+    """A listener whose writes wait behind a gate the test holds, so messages pile up."""
+    from assistant.store.gate import WriteGate
+
+    gate = WriteGate()
+    server = SmtpListener(mail_settings, engine, port=free_port(), gate=gate)
+    server.start()
+    return server, gate
+
+
+def _until(condition, seconds: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_messages_that_arrive_during_a_commit_are_committed_together_before_their_250(
+        mail_settings, engine):
+    server, gate = _held_listener(mail_settings, engine)
+    sizes: list[int] = []
+    real = server.handler.store_many
+
+    def counting(items):
+        sizes.append(len(items))
+        return real(items)
+
+    server.handler.store_many = counting
+    try:
+        with gate.background():  # the worker holds the write lock for a while
+            # More than the transactions that may run at once (4 on PostgreSQL), so some wait.
+            codes, threads = _send_together(server.port, 9)
+            _until(lambda: server.handler._in_flight == 9)
+            assert _stored_count(engine) == 0
+        for thread in threads:
+            thread.join()
+    finally:
+        server.stop()
+    assert codes == [250] * 9
+    assert _stored_count(engine) == 9
+    assert max(sizes) > 1 and sum(sizes) == 9  # grouped, each message once
+
+
+def test_when_a_group_commit_fails_every_message_of_it_gets_451_and_none_is_stored(
+        mail_settings, engine):
+    server, gate = _held_listener(mail_settings, engine)
+    sizes: list[int] = []
+
+    def failing(items):
+        sizes.append(len(items))
+        with gate.urgent():
+            raise RuntimeError("disk full")
+
+    server.handler.store_many = failing
+    try:
+        with gate.background():
+            codes, threads = _send_together(server.port, 4)
+            _until(lambda: server.handler._in_flight == 4)
+        for thread in threads:
+            thread.join()
+    finally:
+        server.stop()
+    assert codes == [451] * 4
+    assert sum(sizes) == 4
+    assert _stored_count(engine) == 0
 
 
 def test_smtputf8_addresses_and_a_non_ascii_body_are_accepted(listener, engine, mail_settings):
@@ -305,6 +400,10 @@ def test_the_same_mail_twice_is_stored_once(listener, engine, mail_settings):
     send(listener.port, msg)  # the client never saw our first 250 and retried
     with Session(engine) as session:
         assert session.execute(select(func.count()).select_from(Message)).scalar() == 1
+    # The look-up of the duplicate leaves nothing open: the next mail is committed before its 250.
+    send(listener.port, request(sender="next@example.no"))
+    with Session(engine) as session:
+        assert session.execute(select(func.count()).select_from(Message)).scalar() == 2
 
 
 def test_the_relay_down_delays_replies_and_delivers_each_once_when_it_is_back(

@@ -14,12 +14,14 @@ import email
 import email.policy
 from dataclasses import dataclass
 from datetime import datetime
+from email import quoprimime
 from email.charset import QP, Charset
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
 
 from assistant.understand.pii import mask_personal_numbers
 from assistant.vocabulary import strip_reply_prefixes
@@ -30,6 +32,7 @@ MAX_REFERENCES = 20
 _HEADER_SCAN_BYTES = 65_536
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
+_QP_LINE = 76
 _WIRE = email.policy.compat32.clone(linesep="\r\n", max_line_length=998)
 
 
@@ -117,6 +120,34 @@ def build(*, from_addr: str, from_name: str, to: str, subject: str, body: str, r
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     return msg.as_bytes(policy=_WIRE)
+
+
+def build_masked(*, body: str, secret: str, mask: str, **fields: Any) -> tuple[bytes, bytes]:
+    """The mail as sent, and the copy dsr keeps with `secret` (a one-time code) replaced by
+    `mask`, composed once: the copy is the same bytes with the code replaced in the encoded
+    body, when every occurrence of it there is whole and the lines stay within quoted-printable's
+    76 characters; otherwise the copy is composed again from the masked text."""
+    payload = build(body=body, **fields)
+    kept = _masked_copy(payload, body, secret, mask)
+    if kept is None:
+        kept = build(body=body.replace(secret, mask), **fields)
+    return payload, kept
+
+
+def _masked_copy(payload: bytes, body: str, secret: str, mask: str) -> bytes | None:
+    head, separator, encoded = payload.partition(b"\r\n\r\n")
+    if (not separator or not secret or not secret.isascii()
+            or b"\r\nContent-Transfer-Encoding: quoted-printable" not in head):
+        return None
+    needle = secret.encode("ascii")
+    wanted = body.count(secret)
+    if wanted == 0 or encoded.count(needle) != wanted or not secret.isalnum():
+        return None
+    replacement = quoprimime.body_encode(mask.encode("utf-8").decode("latin-1")).encode("ascii")
+    masked = encoded.replace(needle, replacement)
+    if any(len(line) > _QP_LINE for line in masked.split(b"\r\n")):
+        return None
+    return head + separator + masked
 
 
 def _build_smtputf8(*, from_addr: str, from_name: str, to: str, subject: str, body: str,

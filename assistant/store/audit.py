@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import event as orm_event
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from .models import AuditChain, Case, Event, utcnow
@@ -60,37 +62,73 @@ def hash_of(event: Event) -> str:
 # -- appending ----------------------------------------------------------------------------------
 
 
+_HEADS = "dsr_audit_heads"  # session.info: chain -> (count, newest hash), locked by this transaction
+
+
 def _lock_head(session: Session, case_id: int | None) -> tuple[int, str]:
     """The chain's count and newest hash, with its row locked until the transaction ends;
-    the row is created on the chain's first event."""
+    the row is created on the chain's first event. Once locked, the head is remembered for the
+    rest of the transaction (nobody else can move it), and forgotten on any rollback."""
     key = chain_key(case_id)
+    heads = session.info.setdefault(_HEADS, {})
+    if key in heads:
+        return heads[key]
     table = AuditChain.__table__
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
+    # On the session's connection, in its transaction, but without the ORM's autoflush: the
+    # trail's statements touch no mapped object, and each flush cost more than the statement.
+    connection = session.connection()
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    created = connection.execute(
         insert(table).values(chain=key, case_id=case_id, events=0, last_hash=GENESIS)
         .on_conflict_do_nothing(index_elements=[table.c.chain])
     )
-    row = session.execute(
-        select(table.c.events, table.c.last_hash).where(table.c.chain == key).with_for_update()
-    ).one()
-    return row.events, row.last_hash
+    if created.rowcount == 1:  # a new chain, locked by our insert
+        head = (0, GENESIS)
+    else:
+        row = connection.execute(
+            select(table.c.events, table.c.last_hash).where(table.c.chain == key).with_for_update()
+        ).one()
+        head = (row.events, row.last_hash)
+    heads[key] = head
+    return head
+
+
+@orm_event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_heads_on_rollback(session: OrmSession, _transaction: object) -> None:
+    session.info.pop(_HEADS, None)
+
+
+@orm_event.listens_for(OrmSession, "after_transaction_end")
+def _forget_heads_at_end(session: OrmSession, transaction: object) -> None:
+    if getattr(transaction, "parent", None) is None:  # the outermost: its locks are gone
+        session.info.pop(_HEADS, None)
+
+
+_EVENTS = Event.__table__
+_CHAINS = AuditChain.__table__
 
 
 def append_event(session: Session, case_id: int | None, actor: str, kind: str,
-                 detail: str) -> Event:
-    """Add one event at the end of its chain and move the chain's head to it."""
+                 detail: str) -> int:
+    """Add one event at the end of its chain and move the chain's head to it; the event's id.
+
+    Written with two plain statements (the event row, the head), not through the ORM: the
+    audit trail is append-only, nothing reads the event back in this transaction, and the
+    ORM's bookkeeping was most of an event's cost. The case row exists already (its id does)."""
     count, last_hash = _lock_head(session, case_id)
-    event = Event(case_id=case_id, at=utcnow(), actor=actor, kind=kind, detail=detail,
-                  prev_hash=last_hash)
-    event.hash = hash_of(event)
-    session.add(event)
-    session.flush()
-    session.execute(
-        update(AuditChain).where(AuditChain.chain == chain_key(case_id))
-        .values(events=count + 1, last_hash=event.hash)
-        .execution_options(synchronize_session=False)
+    at = utcnow()
+    digest = event_hash(case_id, at, actor, kind, detail, last_hash)
+    connection = session.connection()
+    event_id = connection.execute(
+        _EVENTS.insert().values(case_id=case_id, at=at, actor=actor, kind=kind, detail=detail,
+                                prev_hash=last_hash, hash=digest).returning(_EVENTS.c.id)
+    ).scalar_one()
+    key = chain_key(case_id)
+    connection.execute(
+        update(_CHAINS).where(_CHAINS.c.chain == key).values(events=count + 1, last_hash=digest)
     )
-    return event
+    session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
+    return event_id
 
 
 # -- verifying ----------------------------------------------------------------------------------

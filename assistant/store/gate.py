@@ -46,6 +46,23 @@ class WriteGate:
         finally:
             self._release()
 
+    def try_urgent(self) -> bool:
+        """Take the gate only if it is free at once (the SMTP listener's event loop, which must
+        not wait); `release` gives it back."""
+        with self._cond:
+            if self._busy:
+                return False
+            self._busy = True
+            return True
+
+    def release(self) -> None:
+        self._release()
+
+    def contended(self) -> bool:
+        """Is an urgent writer (the listener) waiting? A background writer holding the gate for
+        a batch ends it early then."""
+        return self._urgent_waiting > 0
+
     def _release(self) -> None:
         with self._cond:
             self._busy = False
