@@ -318,7 +318,9 @@ def _escalate_case(session: Session, settings: Settings, cal: Calendar, case_id:
     if case.state in FINISHED or case.due is None:
         return []
     conf = settings.scheduler
-    unsettled = _unsettled(session, case.id)
+    # Checklists are named from `checklist_warning_days` before due (and while overdue) only.
+    near = cal.working_days_between(today, case.due) <= conf.checklist_warning_days
+    unsettled = _unsettled(session, case.id) if near else []
     step = ladder_step(cal, today, case.due, conf.ladder, conf.checklist_warning_days,
                        bool(unsettled))
     steps = [step] if step is not None else []
