@@ -313,9 +313,12 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
 
 def _escalate_case(session: Session, settings: Settings, cal: Calendar, case_id: int,
                    today: date, moment: datetime) -> list[Escalated]:
-    case = session.execute(select(Case).where(Case.id == case_id).with_for_update()
-                           .execution_options(populate_existing=True)).scalar_one()
-    if case.state in FINISHED or case.due is None:
+    # SKIP LOCKED (PostgreSQL): a case another instance (or a staff action) holds is left to
+    # it, or to the next sweep; the unique (case, step) row decides who sends.
+    case = session.execute(select(Case).where(Case.id == case_id)
+                           .with_for_update(skip_locked=True)
+                           .execution_options(populate_existing=True)).scalar_one_or_none()
+    if case is None or case.state in FINISHED or case.due is None:
         return []
     conf = settings.scheduler
     # Checklists are named from `checklist_warning_days` before due (and while overdue) only.
@@ -345,9 +348,10 @@ def _escalate_case(session: Session, settings: Settings, cal: Calendar, case_id:
 def _remind(session: Session, settings: Settings, case_id: int, moment: datetime
             ) -> Escalated | None:
     """One reminder to a requester whose ID is still missing: a fresh code by mail."""
-    case = session.execute(select(Case).where(Case.id == case_id).with_for_update()
-                           .execution_options(populate_existing=True)).scalar_one()
-    if case.state != "awaiting_verification":
+    case = session.execute(select(Case).where(Case.id == case_id)
+                           .with_for_update(skip_locked=True)
+                           .execution_options(populate_existing=True)).scalar_one_or_none()
+    if case is None or case.state != "awaiting_verification":
         return None
     esc_id = _claim_step(session, case.id, "verification_reminder", case.due, moment)
     if esc_id is None:

@@ -285,3 +285,69 @@ def test_cli_sweep_prints_what_it_escalated(tmp_path, monkeypatch):
     printed = runner.invoke(cli, ["digest", "--now", "2026-04-14", "--print"])
     assert printed.exit_code == 0 and "DSR-2026-0001" in printed.stdout
     assert runner.invoke(cli, ["sweep", "--now", "tomorrow"]).exit_code == 2
+
+
+def test_the_digest_on_slack_is_one_outbox_row_of_blocks(engine, settings):
+    settings.slack.bot_token = "xoxb-test"
+    settings.slack.manager_channel = "CMANAGERS"
+    late = open_case(engine, settings, date(2026, 3, 2))
+    now = at_noon(date(2026, 4, 14))
+    sent = scheduler.send_digest(engine, settings, now)
+    assert sent is not None and sent["to"] == ["slack:CMANAGERS"]
+    assert scheduler.send_digest(engine, settings, now) is None  # claimed for this period
+    assert scheduler.send_digest(engine, settings, now + timedelta(days=1)) is not None
+    with session_scope(engine, write=False) as s:
+        rows = s.execute(select(Outbox).where(Outbox.kind == "slack")
+                         .order_by(Outbox.id)).scalars().all()
+    assert [r.dedup_key for r in rows] == ["digest:2026-04-14:slack", "digest:2026-04-15:slack"]
+    call = json.loads(rows[0].payload)
+    assert call["method"] == "chat.postMessage" and call["args"]["channel"] == "CMANAGERS"
+    blocks = call["args"]["blocks"]
+    assert blocks[0]["type"] == "header" and len(blocks) <= 50
+    assert any(late in b.get("text", {}).get("text", "") for b in blocks)
+
+
+def test_cli_digest_queues_once_per_period(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from assistant.cli import cli
+
+    monkeypatch.setenv("DSR_DATABASE__URL", f"sqlite:///{tmp_path / 'dsr.db'}")
+    runner = CliRunner()
+    first = runner.invoke(cli, ["digest", "--now", "2026-04-14"])
+    assert first.exit_code == 0 and "digest 2026-04-14 queued" in first.stdout
+    again = runner.invoke(cli, ["digest", "--now", "2026-04-14T15:00"])
+    assert again.exit_code == 0 and "already sent" in again.stderr
+
+
+def test_concurrent_sweeps_escalate_each_step_once(engine, settings):
+    import threading
+
+    settings.organization("branninfo").managers = ["leder@branninfo.no"]
+    refs = [open_case(engine, settings, date(2026, 3, 10)) for _ in range(12)]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(3):
+                scheduler.sweep(engine, settings, at_noon(date(2026, 4, 9)))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    if engine.dialect.name == "sqlite":  # writers wait for the file lock; none may fail silently
+        assert all("locked" in str(e) for e in errors), errors
+        scheduler.sweep(engine, settings, at_noon(date(2026, 4, 9)))
+    else:
+        assert errors == []
+    with session_scope(engine, write=False) as s:
+        steps = s.execute(select(Escalation.step)).scalars().all()
+        mails = s.execute(select(Outbox.dedup_key).where(Outbox.kind == "email")).scalars().all()
+    assert sorted(steps) == ["due:2026-04-09"] * len(refs)
+    assert len(mails) == len(refs)
+    for ref in refs:
+        assert len(events(engine, ref, "escalation")) == 1
