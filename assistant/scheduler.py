@@ -217,6 +217,16 @@ def _sent_steps(session: Session, horizon: date) -> set[tuple[int, str]]:
     return {(r[0], r[1]) for r in rows}
 
 
+def _with_unsettled(session: Session, horizon: date) -> set[int]:
+    """Candidates with a checklist system not settled (access, suppression or erasure)."""
+    due = f"SELECT id FROM cases WHERE {OPEN_SQL} AND due <= :horizon"
+    rows = session.execute(text(
+        f"SELECT case_id FROM checklist_items WHERE state = 'pending' AND case_id IN ({due})"
+        f" UNION SELECT case_id FROM erasure_tasks WHERE state = 'pending' AND case_id IN ({due})"
+    ), {"horizon": horizon}).all()
+    return {r[0] for r in rows}
+
+
 def _reminder_candidates(session: Session, cutoff: datetime) -> list[int]:
     rows = session.execute(text(
         "SELECT c.id FROM cases c LEFT JOIN escalations e ON e.case_id = c.id"
@@ -284,6 +294,7 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
     with session_scope(engine, write=False) as session:
         candidates = _candidates(session, horizon)
         sent = _sent_steps(session, horizon) if candidates else set()
+        unsettled = _with_unsettled(session, horizon) if candidates else set()
         reminders = _reminder_candidates(
             session, moment - timedelta(days=conf.verification_reminder_days))
     todo: list[int] = []
@@ -292,8 +303,8 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
         # inside the warning window there may be one more step, so look closer.
         plain = ladder_step(cal, today, due, conf.ladder)
         left = cal.working_days_between(today, due)
-        maybe_checklist = 0 < left <= conf.checklist_warning_days and \
-            (case_id, f"checklist:{due.isoformat()}") not in sent
+        maybe_checklist = 0 < left <= conf.checklist_warning_days and case_id in unsettled \
+            and (case_id, f"checklist:{due.isoformat()}") not in sent
         if (plain is not None and (case_id, plain[0]) not in sent) or maybe_checklist:
             todo.append(case_id)
     for start in range(0, len(todo), BATCH):
@@ -397,14 +408,29 @@ def move_dates_if_calendar_changed(engine: Engine, settings: Settings,
             return []
         first = state.value == ""
         cal = calendar_of(settings)
-        open_cases = session.execute(select(Case).where(
-            Case.state.not_in(FINISHED), Case.clock_start.is_not(None))).scalars().all()
-        for case in open_cases:
-            change = _recompute(settings, cal, case)
+        promises = {o.id: o.promise_days for o in settings.organizations}
+        fresh_by_start: dict[tuple[date, int], Any] = {}
+        # Plain rows, not ORM objects: a case is loaded only when one of its dates moves.
+        rows = session.execute(text(
+            "SELECT id, org, clock_start, extended, legal_due, promised_due, due,"
+            f" extension_notice_by, extended_due FROM cases WHERE {OPEN_SQL}"
+            " AND clock_start IS NOT NULL ORDER BY id")).all()
+        for row in rows:
+            start = _as_utc(row.clock_start).astimezone(OSLO).date()
+            key = (start, promises.get(row.org, 30))
+            if key not in fresh_by_start:
+                fresh_by_start[key] = compute_deadlines(start, key[1], cal)
+            fresh = fresh_by_start[key]
+            old = [_as_date(v) for v in (row.legal_due, row.promised_due, row.due,
+                                         row.extension_notice_by, row.extended_due)]
+            if _later_dates(old, fresh, bool(row.extended)) == old:
+                continue
+            case = session.get(Case, row.id, with_for_update=True, populate_existing=True)
+            change = _recompute(case, fresh)
+            session.add(case)
             if change is None:
                 continue
             before, after = change
-            session.add(case)
             cases.record_event(session, case, ACTOR, "deadline_moved", previous_due=before,
                                due=after, reason="the working-day calendar changed")
             moved.append((case.ref, before, after))
@@ -416,28 +442,32 @@ def move_dates_if_calendar_changed(engine: Engine, settings: Settings,
     return moved
 
 
-def _recompute(settings: Settings, cal: Calendar, case: Case) -> tuple[date, date] | None:
-    """New dates for one case, each the later of the old and the new; (old due, new due) when
+def _later(old: date | None, new: date) -> date:
+    return new if old is None or new > old else old
+
+
+def _later_dates(old: list[date | None], fresh: Any, extended: bool) -> list[date | None]:
+    """[legal_due, promised_due, due, extension_notice_by, extended_due], each the later of
+    the old and the fresh date: a date already given is never moved earlier."""
+    legal, promised, due, notice, extended_due = old
+    new_extended = _later(extended_due, fresh.extended_due)
+    return [_later(legal, fresh.legal_due), _later(promised, fresh.promised_due),
+            _later(due, new_extended if extended else fresh.due),
+            _later(notice, fresh.extension_notice_by), new_extended]
+
+
+def _recompute(case: Case, fresh: Any) -> tuple[date, date] | None:
+    """Move one case's dates to the fresh ones where they are later; (old due, new due) when
     the due date moved, else None (other dates may still have moved later)."""
-    assert case.clock_start is not None
-    promise = settings.organization(case.org).promise_days
-    fresh = compute_deadlines(case.clock_start, promise, cal)
-
-    def later(old: date | None, new: date) -> date:
-        return new if old is None or new > old else old
-
-    case.legal_due = later(case.legal_due, fresh.legal_due)
-    case.promised_due = later(case.promised_due, fresh.promised_due)
-    case.extension_notice_by = later(case.extension_notice_by, fresh.extension_notice_by)
-    case.extended_due = later(case.extended_due, fresh.extended_due)
-    target = case.extended_due if case.extended else fresh.due
-    before = case.due
-    new_due = later(before, target)
-    if new_due == before:
-        return None
-    case.due = new_due
+    old = [case.legal_due, case.promised_due, case.due, case.extension_notice_by,
+           case.extended_due]
+    new = _later_dates(old, fresh, case.extended)
+    (case.legal_due, case.promised_due, case.due, case.extension_notice_by,
+     case.extended_due) = new
     case.updated_at = utcnow()
-    return before, new_due  # type: ignore[return-value]
+    if new[2] == old[2]:
+        return None
+    return old[2], new[2]  # type: ignore[return-value]
 
 
 # -- the digest ----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from assistant import scheduler  # noqa: E402
 from assistant.config import load_settings  # noqa: E402
-from assistant.deadlines import OSLO, default_calendar  # noqa: E402
+from assistant.deadlines import OSLO, Deadlines, compute_deadlines  # noqa: E402
 from assistant.store.db import open_store, session_scope  # noqa: E402
 
 TODAY = date(2026, 4, 14)  # a Tuesday after Easter
@@ -43,33 +43,43 @@ ORGS = ("branninfo", "infracomfort", "plania", "proffsecurity", "bagges")
 
 
 def rows(total: int, open_cases: int, due_cases: int):
-    """(id, ref, seq, org, state, due, received_at) for every case, in id order."""
-    cal = default_calendar()
-    soon = [cal.add_working_days(TODAY, n) for n in range(0, 8)]  # inside the ladder
-    later = [cal.add_working_days(TODAY, n) for n in range(9, 40)]  # open, not yet chased
+    """Every case, in id order: (id, ref, seq, org, state, received_at, deadlines). Open cases
+    carry the dates the calendar gives them, so the calendar check at start moves nothing."""
     now_naive = NOW.astimezone(timezone.utc).replace(tzinfo=None)
+    cache: dict[date, Deadlines] = {}
+
+    def dates(received: date) -> Deadlines:
+        if received not in cache:
+            cache[received] = compute_deadlines(received)
+        return cache[received]
+
+    due_every, open_every = total // due_cases, total // open_cases
     for i in range(1, total + 1):
-        if i % (total // due_cases) == 0 and i // (total // due_cases) <= due_cases:
-            state, due = "drafted", soon[i % len(soon)]
-        elif i % (total // open_cases) == 1:
-            state, due = "verified", later[i % len(later)]
+        if i % due_every == 0 and i // due_every <= due_cases:
+            # received 25 to 35 days ago: due from a few days overdue to inside the ladder
+            state, received = "drafted", TODAY - timedelta(days=25 + i % 11)
+        elif i % open_every == 1:
+            state, received = "verified", TODAY - timedelta(days=1 + i % 14)  # not yet chased
         else:
             state = "answered" if i % 3 else "closed"
-            due = TODAY - timedelta(days=40 + i % 2000)  # long past: a scan would see them
-        received = now_naive - timedelta(days=(TODAY - due).days + 30)
-        yield i, f"DSR-B-{i:07d}", i, ORGS[i % len(ORGS)], state, due, received
+            received = TODAY - timedelta(days=80 + i % 2000)  # long past: a scan would see them
+        at = datetime.combine(received, datetime.min.time()) + timedelta(hours=9)
+        yield i, f"DSR-B-{i:07d}", i, ORGS[i % len(ORGS)], state, min(at, now_naive), \
+            dates(received)
 
 
 COLUMNS = ("id", "ref", "prefix", "year", "seq", "org", "state", "extended", "intents",
-           "language", "unclear", "channel", "received_at", "clock_start", "due", "verified",
+           "language", "unclear", "channel", "received_at", "clock_start", "legal_due",
+           "promised_due", "due", "extension_notice_by", "extended_due", "verified",
            "created_at", "updated_at")
 
 
 def load(engine, total: int, open_cases: int, due_cases: int) -> None:
     def full(r):
-        i, ref, seq, org, state, due, received = r
+        i, ref, seq, org, state, received, d = r
         return (i, ref, "DSRB", 2026, seq, org, state, False, '["access"]', "nb", False, "email",
-                received, received, due, True, received, received)
+                received, received, d.legal_due, d.promised_due, d.due, d.extension_notice_by,
+                d.extended_due, True, received, received)
 
     if engine.dialect.name == "postgresql":
         raw = engine.raw_connection()
@@ -119,6 +129,7 @@ def selection(engine, settings):
     with session_scope(engine, write=False) as s:
         found = scheduler._candidates(s, horizon)
         scheduler._sent_steps(s, horizon)
+        scheduler._with_unsettled(s, horizon)
         scheduler._reminder_candidates(s, NOW - timedelta(days=conf.verification_reminder_days))
     return found
 
@@ -142,7 +153,8 @@ def run(url: str, total: int, open_cases: int, due_cases: int) -> None:
           "inside the ladder")
     measure("load (not a target)", lambda: load(engine, total, open_cases, due_cases))
     print(f"  plan: {plan(engine, url)}")
-    scheduler.move_dates_if_calendar_changed(engine, settings, NOW)  # record the calendar
+    measure("calendar check at first start (all open cases)",
+            lambda: scheduler.move_dates_if_calendar_changed(engine, settings, NOW))
     found, _ = measure("sweep selection (target < 0.5 s)", lambda: selection(engine, settings))
     done, _ = measure("first sweep, writing every escalation",
                       lambda: scheduler.sweep(engine, settings, NOW))
