@@ -510,12 +510,20 @@ def build_digest(session: Session, settings: Settings, now: datetime | None = No
     rows = session.execute(text(
         f"SELECT ref, org, state, intents, due, received_at FROM cases WHERE {OPEN_SQL}"
     )).all()
+    labels_of: dict[str, list[str]] = {}  # a few distinct intents strings, parsed once each
+    dates: dict[Any, date | None] = {}
     for ref, org_id, state, intents, due, received in rows:
         entry = org_entry(org_id)
         entry["open_total"] += 1
         entry["states"][state] = entry["states"].get(state, 0) + 1
-        due = _as_date(due)
-        labels = json.loads(intents or "[]")
+        if due not in dates:
+            dates[due] = _as_date(due)
+        due = dates[due]
+        if state != "awaiting_verification" and (due is None or due > soon):
+            continue
+        labels = labels_of.get(intents or "[]")
+        if labels is None:
+            labels = labels_of[intents or "[]"] = json.loads(intents or "[]")
         if state == "awaiting_verification":
             entry["awaiting"].append({"ref": ref, "intents": labels, "due": due,
                                       "received": _as_utc(received).astimezone(OSLO).date()})
@@ -573,7 +581,19 @@ def _median(values: list[int]) -> float | int | None:
     return int(m) if float(m).is_integer() else round(m, 1)
 
 
+LISTED = 50  # cases listed per kind and organisation in a digest; the rest are counted
+
+
+def _capped(entry: dict[str, Any]) -> dict[str, Any]:
+    out = dict(entry)
+    for key in ("overdue", "due_soon", "awaiting"):
+        out[key + "_more"] = max(0, len(entry[key]) - LISTED)
+        out[key + "_listed"] = entry[key][:LISTED]
+    return out
+
+
 def _scoped(digest: dict[str, Any], org_id: str | None) -> dict[str, Any]:
+    digest = {**digest, "orgs": [_capped(o) for o in digest["orgs"]]}
     if org_id is None:
         return {**digest, "scope": None}
     orgs = [o for o in digest["orgs"] if o["id"] == org_id]

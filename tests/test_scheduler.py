@@ -351,3 +351,14 @@ def test_concurrent_sweeps_escalate_each_step_once(engine, settings):
     assert len(mails) == len(refs)
     for ref in refs:
         assert len(events(engine, ref, "escalation")) == 1
+
+
+def test_the_digest_lists_the_most_urgent_and_counts_the_rest(engine, settings, monkeypatch):
+    monkeypatch.setattr(scheduler, "LISTED", 1)
+    first = open_case(engine, settings, date(2026, 3, 2))
+    second = open_case(engine, settings, date(2026, 3, 3))
+    with session_scope(engine, write=False) as s:
+        built = scheduler.build_digest(s, settings, at_noon(date(2026, 4, 14)))
+    _, body, html = scheduler.render_digest(built, "en")
+    assert first in body and second not in body and "… and 1 more" in body
+    assert "… and 1 more" in html
