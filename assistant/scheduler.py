@@ -298,11 +298,14 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
         reminders = _reminder_candidates(
             session, moment - timedelta(days=conf.verification_reminder_days))
     todo: list[int] = []
+    by_due: dict[date, tuple[tuple[str, str, int] | None, int]] = {}  # few distinct due dates
     for case_id, due in candidates:
         # Without knowing the checklists, the plain ladder step; with an unsettled checklist
         # inside the warning window there may be one more step, so look closer.
-        plain = ladder_step(cal, today, due, conf.ladder)
-        left = cal.working_days_between(today, due)
+        if due not in by_due:
+            by_due[due] = (ladder_step(cal, today, due, conf.ladder),
+                           cal.working_days_between(today, due))
+        plain, left = by_due[due]
         maybe_checklist = 0 < left <= conf.checklist_warning_days and case_id in unsettled \
             and (case_id, f"checklist:{due.isoformat()}") not in sent
         if (plain is not None and (case_id, plain[0]) not in sent) or maybe_checklist:
