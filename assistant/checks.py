@@ -32,7 +32,7 @@ from .understand.records import Record, RecordError, check_systems, load_record,
 # What every reply language needs: the mails the product sends, one block per right, the
 # shared macros and the words (labels.toml) the drafting code asks for.
 TOP_LEVEL_TEMPLATES = ("acknowledgement", "verification", "reply", "unclear", "extension",
-                       "refusal")
+                       "refusal", "escalation", "digest")
 REQUIRED_TEMPLATES = (*TOP_LEVEL_TEMPLATES, *INTENTS, "_macros")
 LABEL_TABLES = ("intents", "headings")
 # Lexicon files that are not a language of their own.

@@ -155,6 +155,15 @@ def store_session(*, write: bool = True) -> Iterator[tuple[Settings, Session]]:
         raise UsageProblem(f"the database refused the change: {reason}") from None
 
 
+def store_engine() -> tuple[Settings, Any]:
+    """The configuration and its store, for commands that run their own transactions."""
+    conf = settings()
+    try:
+        return conf, open_store(conf.database.url)
+    except StoreError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
 def parse_moment(value: str | None, option: str) -> datetime | None:
     """An ISO time from the command line; a bare date means midday in Oslo that day."""
     if value is None:
@@ -345,8 +354,14 @@ def _drain_with_progress(engine: Any, conf: Settings) -> dict[str, int]:
 @config_option
 def sweep(now_text: str | None) -> None:
     """Run the escalation sweep once, as if it were --now; print what it escalated."""
-    parse_moment(now_text, "--now")
-    not_built("dsr sweep (the escalation ladder)", "the deadlines-in-motion issue")
+    moment = parse_moment(now_text, "--now")
+    from . import scheduler
+
+    conf, engine = store_engine()
+    done = scheduler.sweep(engine, conf, moment)
+    for item in done:
+        click.echo(item.line())
+    click.echo(f"{len(done)} escalation{'s' if len(done) != 1 else ''}", err=True)
 
 
 @cli.command()
@@ -355,8 +370,22 @@ def sweep(now_text: str | None) -> None:
 @config_option
 def digest(now_text: str | None, to_stdout: bool) -> None:
     """Build the managers' digest of what is due."""
-    parse_moment(now_text, "--now")
-    not_built("dsr digest", "the deadlines-in-motion issue")
+    moment = parse_moment(now_text, "--now")
+    from . import scheduler
+
+    if to_stdout:
+        with store_session(write=False) as (conf, session):
+            built = scheduler.build_digest(session, conf, moment)
+        language = conf.organizations[0].language if conf.organizations else "en"
+        _subject, body, _html = scheduler.render_digest(built, language)
+        click.echo(body, nl=False)
+        return
+    conf, engine = store_engine()
+    sent = scheduler.send_digest(engine, conf, moment)
+    if sent is None:
+        click.echo("the digest for this period was already sent", err=True)
+        return
+    click.echo(f"digest {sent['period']} queued for: {', '.join(sent['to']) or 'nobody'}")
 
 
 @cli.command()

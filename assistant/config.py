@@ -12,7 +12,7 @@ import json
 import os
 import stat
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
@@ -116,7 +116,22 @@ class SlackSettings(_Section):
 
 class SchedulerSettings(_Section):
     sweep_minutes: int = Field(5, gt=0)
-    digest_cron: str = "0 8 * * mon-fri"
+    digest_cron: str = "0 8 * * mon-fri"  # Europe/Oslo; six fields = seconds first
+    # Working days before `due` when staff are reminded (the review channel, else managers).
+    ladder: list[int] = Field(default_factory=lambda: [7, 3, 1])
+    verification_reminder_days: int = Field(5, ge=1)  # one reminder to the requester
+    checklist_warning_days: int = Field(2, ge=0)  # an unsettled checklist is named from here
+    # For drills and tests only: seconds instead of minutes, and a fixed "now".
+    sweep_seconds: float | None = Field(None, gt=0)
+    now: datetime | None = None
+    drill_speed: float = Field(1.0, gt=0)  # with `now`: simulated seconds per real second
+
+    @field_validator("ladder")
+    @classmethod
+    def _positive_ladder(cls, value: list[int]) -> list[int]:
+        if any(step < 1 for step in value):
+            raise ValueError("ladder steps are working days before due, each at least 1")
+        return sorted(set(value), reverse=True)
 
 
 class CaseSettings(_Section):

@@ -1,6 +1,6 @@
-"""`dsr serve`: the channels, the intake worker and the outbox sender, until stopped.
+"""`dsr serve`: the channels, the intake worker, the outbox sender and the scheduler, until stopped.
 
-Each stage runs in its own thread and they meet only in the database: the SMTP listener (and the
+Each stage runs in its own thread and they meet only in the database: the scheduler (APScheduler, scheduler.py) sweeps deadlines and queues digests; the SMTP listener (and the
 IMAP listener when ``[imap]`` is configured) store raw mail; the worker decides each stored message
 through `workflow`; the sender delivers the outbox. SIGTERM or SIGINT stops accepting first, lets
 the message in hand finish (its transaction commits), then exits 0.
@@ -23,6 +23,7 @@ from .config import Settings
 from .intake import Worker
 from .logs import get_logger
 from .outbox import Sender
+from .scheduler import SchedulerStage
 from .store.db import open_store
 from .store.gate import WriteGate
 
@@ -66,6 +67,7 @@ class Service:
                              base_delay=sender_base_delay, gate=gate)
         self.smtp = SmtpListener(settings, self.engine, on_stored=self._stored, port=smtp_port,
                                  gate=gate)
+        self.scheduler = SchedulerStage(self.engine, settings)
         self.threads: list[threading.Thread] = []
         self.imap: Any = None
 
@@ -84,6 +86,10 @@ class Service:
                                          "max_message_bytes": self.settings.smtp.max_message_bytes})
         self._thread("intake", self.worker.run)
         self._thread("outbox", self.sender.run)
+        self.scheduler.start()
+        conf = self.settings.scheduler
+        log.info("stage started", extra={"stage": "scheduler", "sweep_minutes": conf.sweep_minutes,
+                                         "digest_cron": conf.digest_cron})
         out = self.settings.outbound
         log.info("outbound mail", extra={"via": "relay" if out.host else "maildir",
                                          "port": out.port if out.host else None})
@@ -98,6 +104,7 @@ class Service:
     def stop(self) -> None:
         """Stop accepting, then let each stage finish what it holds."""
         self.smtp.stop()
+        self.scheduler.stop()
         self.stop_event.set()
         self.worker.wake()
         self.sender.wake()

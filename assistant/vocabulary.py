@@ -124,6 +124,9 @@ class EventKind(StrEnum):
     INTENT_ADDED = "intent_added"  # a follow-up asked for something more
     MAIL_SENT = "mail_sent"  # the relay (or the Maildir) took a mail about the case
     ANSWERED = "answered"  # the approved reply was delivered
+    # The scheduler: deadlines in motion.
+    ESCALATION = "escalation"  # one step of the escalation ladder (detail: step, due, to)
+    DEADLINE_MOVED = "deadline_moved"  # the working-day calendar changed under an open case
 
 
 class ClockMode(StrEnum):

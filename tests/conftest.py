@@ -88,7 +88,7 @@ def _reset_postgres(url: str) -> None:
         for name, _mode in guards:
             conn.execute(text(f'ALTER TABLE events DISABLE TRIGGER "{name}"'))
         tables = ", ".join(
-            ["mailbox_state", "checklist_items", "erasure_tasks", "escalations", "outbox", "verifications", "events",
+            ["digests", "scheduler_state", "mailbox_state", "checklist_items", "erasure_tasks", "escalations", "outbox", "verifications", "events",
              "audit_chains", "drafts", "messages", "cases", "case_counters"]
         )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

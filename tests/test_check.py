@@ -94,7 +94,7 @@ def test_check_on_the_shipped_data_prints_a_summary(operator):
     for org in ("branninfo", "infracomfort", "plania", "proffsecurity", "bagges"):
         assert org in out and f"{org}.md" in out
     assert "sections per intent: access 1, erasure 1" in out  # branninfo
-    assert "templates: 45 in 3 languages: en, nb, nn" in out
+    assert "templates: 54 in 3 languages: en, nb, nn" in out  # + escalation, digest (text, HTML)
     assert "languages: cs, da, de" in out and "learned.npz (" in out
 
 

@@ -172,6 +172,7 @@ def test_the_policy_guard_catches_an_unknown_tag():
 
 # Templates that are not the answer to one intent.
 OTHER_TEMPLATES = {"_macros", "acknowledgement", "extension", "refusal", "reply", "unclear",
+                   "escalation", "digest",  # to staff and managers (scheduler)
                    "verification"}
 
 

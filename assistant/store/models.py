@@ -9,10 +9,12 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     LargeBinary,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -51,7 +53,13 @@ class CaseCounter(SQLModel, table=True):
 
 class Case(SQLModel, table=True):
     __tablename__ = "cases"
-    __table_args__ = (UniqueConstraint("prefix", "year", "seq", name="uq_cases_prefix_year_seq"),)
+    __table_args__ = (
+        UniqueConstraint("prefix", "year", "seq", name="uq_cases_prefix_year_seq"),
+        # The sweep's index (migration 0007): open cases by due date only.
+        Index("ix_cases_open_due", "due",
+              postgresql_where=text("state NOT IN ('answered', 'closed', 'rejected')"),
+              sqlite_where=text("state NOT IN ('answered', 'closed', 'rejected')")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(unique=True, index=True, max_length=32)
@@ -259,3 +267,26 @@ class ChecklistItem(SQLModel, table=True):
     note: str | None = Field(default=None, sa_column=Column(Text))
     settled_by: str | None = Field(default=None, max_length=200)
     settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Digest(SQLModel, table=True):
+    """One managers' digest per period (and organisation): the unique period is the claim, so
+    several instances send it once."""
+
+    __tablename__ = "digests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    period: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    open_cases: int = 0
+
+
+class SchedulerState(SQLModel, table=True):
+    """Small facts the scheduler keeps between runs, e.g. the calendar the case dates were
+    computed on (so a changed calendar is noticed once, at start or at the next sweep)."""
+
+    __tablename__ = "scheduler_state"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
