@@ -43,7 +43,8 @@ def second_opinion(result: Classification, subject: str, text: str,
     added = [intent for intent, p in probabilities.items()
              if p >= LEARNED_ADDS_AT and intent not in result.intents]
     if not added:
-        if not result.intents and max(probabilities.values()) >= LEARNED_UNCLEAR_AT:
+        if (not result.intents and not result.not_request
+                and max(probabilities.values()) >= LEARNED_UNCLEAR_AT):
             return replace(result, unclear=True)
         return result
     by_intent = {s.intent: s for s in result.scores}
