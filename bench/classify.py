@@ -410,8 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     heldout = {f"heldout_{p.stem.split('_')[-1]}": load_labelled(p)
                for p in sorted(LABELLED.parent.glob("heldout_*.jsonl"))
                if p.stem not in BLIND_SETS}
+    titles: dict[str, str] = {}
     if NORWAY_LANGUAGES.exists():  # written with the lexicons: a check per language, not blind
         heldout["languages_norway"] = load_labelled(NORWAY_LANGUAGES)
+        titles["languages_norway"] = ("messages per language of people living in Norway "
+                                      "(tests/data/languages_norway.jsonl, written with the lexicons, not blind)")
     clean = load_cleaner()
     classify = load_classifier(clean)
 
@@ -449,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     print_eval("labelled set (tests/data/labelled_messages.jsonl)", report["labelled"], labelled, args.verbose)
     print_eval("real-world letters (datarequests templates)", report["letters"], letters, args.verbose)
     for name, rows in heldout.items():
-        print_eval(f"held-out set {name} (tests/data/{name}.jsonl, written blind)", report[name],
-                   rows, args.verbose)
+        print_eval(titles.get(name, f"held-out set {name} (tests/data/{name}.jsonl, written blind)"),
+                   report[name], rows, args.verbose)
     print(f"\n== speed ({report['pinning']})")
     for label, key in (("full path (strip quotes + lexicons + model)", "_with_cleaning"),
                        ("without quote stripping", "")):

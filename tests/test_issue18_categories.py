@@ -96,3 +96,43 @@ def test_classify_jsonl_lines_gain_possible_request_and_keep_their_keys() -> Non
     out = [json.loads(line) for line in result.output.splitlines()]
     assert all({"id", "intents", "language"} <= set(o) for o in out)
     assert [o["possible_request"] for o in out] == [False, True]
+
+
+# Everyday phrasings across the Nordic languages and English, staff notes, forms and letters
+# on someone's behalf, and business look-alikes that may go to triage but are never a request.
+MORE = [
+    ("Kunde ringte og ba om å bli slettet fra alle systemer.", {"erasure"}),
+    ("Kunden var innom butikken, vil vite hvilke opplysninger vi har om ham.", {"access"}),
+    ("Ringte fra Ola Hansen: ønsker ikke flere SMS-tilbud fra oss.", {"opt_out"}),
+    ("Kunden sier adressen i kunderegisteret er feil, ny adresse er Storgata 5.", {"rectification"}),
+    ("Navn: Per\nTelefon: 99999999\nHva gjelder det: Innsyn\nMelding: vil se hva dere har lagret", {"access"}),
+    ("Jeg skriver som advokat for Hans Olsen og krever på hans vegne at alle personopplysninger om ham slettes.", {"erasure"}),
+    ("Som verge for min sønn ber jeg om kopi av alle opplysninger dere har om ham.", {"access"}),
+    ("Min mor er død, og vi ønsker at hun fjernes fra kundeklubben og at dataene hennes slettes.", {"erasure"}),
+    ("Viser til min henvendelse 3. mars om innsyn som fortsatt ikke er besvart. Jeg ber igjen om kopi av opplysningene.", {"access"}),
+    ("Hei. Jeg har fått brev fra dere, men jeg har aldri vært kunde. Hvor har dere adressen min fra?", {"access"}),
+    ("Hvordan kan det ha seg at dere har telefonnummeret mitt?", {"access"}),
+    ("hei dere har numeret mitt fra et sted, hvor fikk dere det fra", {"access"}),
+    ("hei, kan dere delete my data? jeg snakker ikke so good norsk", {"erasure"}),
+    ("Dzień dobry, ja nie rozumiem norsk. Prosze usunac moje dane. Dziekuje", {"erasure"}),
+    ("ta meg ut av systemene deres", {"erasure"}),
+    ("jeg vil ikke være registrert hos dere mer", {"erasure"}),
+    ("Feil navn på meg i systemet deres, jeg heter Kari Hansen, ikke Kari Hanssen.", {"rectification"}),
+    ("Hej! Var har ni fått mitt nummer ifrån?", {"access"}),
+    ("Ta bort mig ur ert kundregister.", {"erasure"}),
+    ("Hvor har I mit telefonnummer fra?", {"access"}),
+    ("Jeg anmoder om aktindsigt i mine personoplysninger.", {"access"}),
+    ("Can you take me off your system completely? I'm not a customer anymore.", {"erasure"}),
+    ("Hei, vi har en ansatt som har sluttet. Kan dere slette brukeren hans i FDV-portalen?", set()),
+    ("Vi vil gjerne ha slettet de gamle tegningene av bygget fra dokumentarkivet i FDV.", set()),
+    ("Kan vi få slettet gamle alarmhendelser fra loggen i appen? Det er så mange.", set()),
+    ("Hvordan eksporterer vi alle dataene våre fra FDV til Excel?", set()),
+    ("Your personal data will be deleted in 48 hours unless you confirm your account here.", set()),
+    ("Jeg sendte feil vedlegg i forrige e-post, vennligst slett det.", set()),
+]
+
+
+@pytest.mark.parametrize("body,intents", MORE, ids=[f"more-{i}" for i in range(len(MORE))])
+def test_more_everyday_phrasings_and_look_alikes(body: str, intents: set[str]) -> None:
+    result = understand_text(body)
+    assert set(result.intents) == intents, result.explain()

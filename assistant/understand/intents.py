@@ -814,7 +814,8 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
                                    _evidence_texts(evidence.get(intent, []), text, tokens)))
     results.sort(key=lambda s: s.confidence, reverse=True)
     chosen = tuple(s.intent for s in results if s.confidence >= THRESHOLD)
-    not_request = not chosen and any(hit[0].intent == NOT_REQUEST for hit in hits)
+    not_request = not chosen and any(
+        hit[0].intent == NOT_REQUEST or (hit[0].intent == "veto" and hit[0].weight >= 1) for hit in hits)
     unclear = not chosen and not not_request and any(s.confidence >= SIGNAL for s in results)
     triage = "" if chosen or unclear or not_request else _triage_reason(
         hits, raw, text, language, lexicon.languages)
