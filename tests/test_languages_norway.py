@@ -89,3 +89,43 @@ def test_profiles_name_the_scripts_at_once() -> None:
     assert detect_language("Здравствуйте, пожалуйста, удалите мои данные.")[0] == "ru"
     assert detect_language("السلام عليكم، أرجو حذف بياناتي")[0] == "ar"
     assert detect_language("ሰላም፡ በጃኹም ሓበሬታይ ደምስሱ።")[0] == "ti"
+
+
+# Typed on a phone (no diacritics), inflected verbs, "please"/"I want" frames in each language.
+EVERYDAY = [
+    ("Dzien dobry, chcialbym wiedziec jakie dane o mnie macie.", {"access"}),
+    ("Prosze nie wysylac mi wiecej sms z reklamami.", {"opt_out"}),
+    ("Hei, jeg heter Tomasz. Prosze o kopie moich danych. Takk", {"access"}),
+    ("Labas, noriu kad istrintumete mano duomenis.", {"erasure"}),
+    ("Sveiki, prašau pašalinti mane iš jūsų sąrašo ir ištrinti mano duomenis.", {"erasure"}),
+    ("Buna ziua, va rog sa stergeti datele mele personale.", {"erasure"}),
+    ("Hola, quiero saber qué datos personales tienen de mí.", {"access"}),
+    ("Hola, quiero que borren todos mis datos.", {"erasure"}),
+    ("Привіт, видаліть будь ласка мій акаунт і всі мої дані.", {"erasure"}),
+    ("Добрый день. Прошу удалить мои персональные данные из вашей базы.", {"erasure"}),
+    ("Прошу прекратить присылать мне рекламные SMS.", {"opt_out"}),
+    ("مرحبا، أريد أن تحذفوا جميع بياناتي من عندكم.", {"erasure"}),
+    ("Merhaba, benimle ilgili hangi bilgileri sakladığınızı öğrenmek istiyorum.", {"access"}),
+    ("Merhaba, hesabımı ve tüm verilerimi silmenizi rica ediyorum.", {"erasure"}),
+    ("Salaan, waxaan rabaa in aad tirtirtaan xogtayda oo dhan.", {"erasure"}),
+    # look-alikes: orders, invoices, visits
+    ("Dzień dobry, proszę usunąć filtr z mojego zamówienia nr 4431. Dziękuję", set()),
+    ("Dzień dobry, czy mogę dostać kopię faktury za marzec?", set()),
+    ("Здравствуйте, удалите, пожалуйста, старый счет, он выставлен по ошибке.", set()),
+    ("Merhaba, faturamın bir kopyasını gönderebilir misiniz?", set()),
+    ("Hola, ¿pueden enviarme una copia de la factura?", set()),
+    ("مرحبا، أريد إلغاء الطلب رقم 5521.", set()),
+]
+
+
+@pytest.mark.parametrize("text,intents", EVERYDAY, ids=[f"everyday-{i}" for i in range(len(EVERYDAY))])
+def test_everyday_phrasings_in_each_language(text: str, intents: set[str]) -> None:
+    result = understand_text(text)
+    assert set(result.intents) == intents, result.explain()
+    if not intents:
+        assert not result.possible_request, result.explain()
+
+
+def test_a_cyrillic_message_without_a_request_is_named_and_not_triaged() -> None:
+    result = understand_text("Добрый день, когда приедет техник для проверки сигнализации?")
+    assert result.language == "ru" and not result.possible_request

@@ -94,6 +94,9 @@ SCRIPTS = (
 SCRIPT_LANGUAGES = {"Cyrillic": ("ru", "uk"), "Arabic": ("ar",)}
 UNREAD_SCRIPTS = re.compile("[" + "".join(r for _, r in SCRIPTS) + "]")
 _SCRIPT_OF = [(name, re.compile("[" + r + "]")) for name, r in SCRIPTS]
+# Below this language confidence a Cyrillic text may be Bulgarian, Serbian or Belarusian, not
+# the Russian or Ukrainian the lexicons read.
+SURE_OF_SCRIPT_LANGUAGE = 0.5
 UNREAD_SCRIPT_LETTERS = 12  # this many letters of such a script make a message "written in it"
 # Nested sections of intents/compose.toml: [action.<intent>] and [object.<intent>|any].
 COMPOSED_SECTIONS = ("action", "object")
@@ -818,7 +821,7 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
         hit[0].intent == NOT_REQUEST or (hit[0].intent == "veto" and hit[0].weight >= 1) for hit in hits)
     unclear = not chosen and not not_request and any(s.confidence >= SIGNAL for s in results)
     triage = "" if chosen or unclear or not_request else _triage_reason(
-        hits, raw, text, language, lexicon.languages)
+        hits, raw, text, language, language_confidence, lexicon.languages)
     classification = Classification(chosen, language, language_confidence, tuple(results),
                                     unclear or bool(triage), triage, not_request)
     words = fold_words(tokens)
@@ -828,7 +831,7 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
 
 
 def _triage_reason(hits: list[_Hit], raw: dict[str, float], text: str, language: str,
-                   languages: frozenset[str]) -> str:
+                   confidence: float, languages: frozenset[str]) -> str:
     """Why a message with no intent above the threshold may still be a request ("" = it is
     not): a request cue of any strength (an intent's phrase, an action on personal data, a
     [possible] word such as "GDPR" or "mine data"), or a script the lexicons read only in part.
@@ -844,7 +847,8 @@ def _triage_reason(hits: list[_Hit], raw: dict[str, float], text: str, language:
     if len(letters) >= UNREAD_SCRIPT_LETTERS:
         sample = "".join(letters)
         script = max(_SCRIPT_OF, key=lambda s: len(s[1].findall(sample)))[0]
-        if language not in SCRIPT_LANGUAGES.get(script, ()) or language not in languages:
+        if (language not in SCRIPT_LANGUAGES.get(script, ()) or language not in languages
+                or confidence < SURE_OF_SCRIPT_LANGUAGE):
             return f"written in {script} script, in a language the lexicons do not read"
     return ""
 
