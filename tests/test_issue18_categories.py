@@ -129,6 +129,14 @@ MORE = [
     ("Hvordan eksporterer vi alle dataene våre fra FDV til Excel?", set()),
     ("Your personal data will be deleted in 48 hours unless you confirm your account here.", set()),
     ("Jeg sendte feil vedlegg i forrige e-post, vennligst slett det.", set()),
+    ("Kjære kunde, vi har oppdaget uvanlig aktivitet. Oppdater opplysningene dine innen 24 timer for å unngå at kontoen sperres.", set()),
+    ("Please delete the old project 'Building B' from our Plania account, it's been archived.", set()),
+    ("Can you remove John from our alarm user list? He no longer works here.", set()),
+    ("Hei, kan dere slette meg som kontaktperson for anlegget? Jeg har flyttet, ny kontaktperson er Per.", set()),
+    ("Vi i borettslaget lurer på hvordan vi setter opp automatisk sletting av videoopptak etter 7 dager.", set()),
+    ("cust called re gdpr - wants a copy of everything we have on him. callback 41234567", {"access"}),
+    ("Notat: dame ringte, sier vi har feil fødselsdato på henne, vil ha det rettet.", {"rectification"}),
+    ("Thanks. While you're at it, please also stop sending me marketing emails.", {"opt_out"}),
 ]
 
 
