@@ -137,6 +137,12 @@ MORE = [
     ("cust called re gdpr - wants a copy of everything we have on him. callback 41234567", {"access"}),
     ("Notat: dame ringte, sier vi har feil fødselsdato på henne, vil ha det rettet.", {"rectification"}),
     ("Thanks. While you're at it, please also stop sending me marketing emails.", {"opt_out"}),
+    ("Hello, I'd like to see the footage from your camera at the car park where my car was damaged on Monday. I'm not a customer.", {"access"}),
+    ("Could I get the alarm log showing when my fob was used at the gym?", {"access"}),
+    ("Hei, jeg ble påkjørt på parkeringsplassen deres. Kan jeg få se opptakene der bilen min står?", {"access"}),
+    ("Kan vi få loggen som viser når alarmen ble slått av i helgen?", set()),
+    ("Can you turn off the text alerts when the alarm is set and unset? Too many messages.", set()),
+    ("We need to export all our maintenance data from Plania to our new system. Is there an API?", set()),
 ]
 
 
