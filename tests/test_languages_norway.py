@@ -108,6 +108,11 @@ EVERYDAY = [
     ("Merhaba, benimle ilgili hangi bilgileri sakladığınızı öğrenmek istiyorum.", {"access"}),
     ("Merhaba, hesabımı ve tüm verilerimi silmenizi rica ediyorum.", {"erasure"}),
     ("Salaan, waxaan rabaa in aad tirtirtaan xogtayda oo dhan.", {"erasure"}),
+    # two requests in one sentence, split at the language's "and"
+    ("Dzień dobry, usuńcie moje dane oraz wypiszcie mnie z newslettera.", {"erasure", "opt_out"}),
+    ("Здравствуйте, удалите мои данные и больше не присылайте рекламу.", {"erasure", "opt_out"}),
+    ("Merhaba, verilerimi silin ve bana artık reklam göndermeyin.", {"erasure", "opt_out"}),
+    ("Hola, borren mis datos y dejen de enviarme publicidad.", {"erasure", "opt_out"}),
     # look-alikes: orders, invoices, visits
     ("Dzień dobry, proszę usunąć filtr z mojego zamówienia nr 4431. Dziękuję", set()),
     ("Dzień dobry, czy mogę dostać kopię faktury za marzec?", set()),
