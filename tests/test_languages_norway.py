@@ -134,3 +134,9 @@ def test_everyday_phrasings_in_each_language(text: str, intents: set[str]) -> No
 def test_a_cyrillic_message_without_a_request_is_named_and_not_triaged() -> None:
     result = understand_text("Добрый день, когда приедет техник для проверки сигнализации?")
     assert result.language == "ru" and not result.possible_request
+
+
+def test_replies_to_these_requesters_are_in_english_without_a_template() -> None:
+    from assistant.drafting import reply_language
+
+    assert {reply_language(code) for code in LANGUAGES} == {"en"}
