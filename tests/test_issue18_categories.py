@@ -143,6 +143,8 @@ MORE = [
     ("Kan vi få loggen som viser når alarmen ble slått av i helgen?", set()),
     ("Can you turn off the text alerts when the alarm is set and unset? Too many messages.", set()),
     ("We need to export all our maintenance data from Plania to our new system. Is there an API?", set()),
+    ("Kunde ringte: vil ha dataene sine overført til ny leverandør.", {"portability"}),
+    ("Kunde ønsker at vi stopper all bruk av dataene hans til analyse mens klagen behandles.", {"restriction"}),
 ]
 
 
