@@ -510,7 +510,8 @@ def _classify_one(conf: Settings, body: str, subject: str, to: str | None) -> An
 @click.option("--subject", default="", help="Subject line to classify with TEXT.")
 @click.option("--to", "to", default=None, help="Address the message was sent to (picks the default language).")
 @click.option("--jsonl", is_flag=True,
-              help='Read {"id","subject","body","to"} lines on stdin; write {"id","intents","language"} lines.')
+              help='Read {"id","subject","body","to"} lines on stdin; write {"id","intents","language",'
+                   '"possible_request"} lines.')
 @click.option("--eml", "eml", metavar="FILE|-", default=None,
               help="Classify a raw message (.eml; '-' reads stdin) as the intake worker reads it.")
 @click.option("--explain", is_flag=True, help="Show the evidence and confidence behind the answer.")
@@ -544,7 +545,9 @@ def classify(text: str | None, subject: str, to: str | None, jsonl: bool, eml: s
     result = _classify_one(conf, text, subject, to)
     if as_json:
         data = {"intents": list(result.intents), "language": result.language,
-                "unclear": result.unclear}
+                "unclear": result.unclear, "possible_request": result.possible_request}
+        if result.triage:
+            data["triage"] = result.triage
         if explain:
             data["scores"] = [
                 {"intent": s.intent, "confidence": round(s.confidence, 3), "evidence": list(s.evidence)}
@@ -598,7 +601,8 @@ def _classify_eml(conf: Settings, source: str, explain: bool, as_json: bool) -> 
     if as_json:
         data: dict[str, Any] = {
             "intents": list(result.intents), "language": result.language,
-            "unclear": result.unclear, "subject": mail.subject,
+            "unclear": result.unclear, "possible_request": result.possible_request,
+            "subject": mail.subject,
             "from": mail.from_addr, "from_name": mail.from_name,
             "org": org.id if org else None, "auto": mail.auto, "problems": list(mail.problems),
         }
@@ -641,7 +645,8 @@ def _classify_jsonl(conf: Settings, explain: bool) -> None:
             continue
         result = _classify_one(conf, body, subject, to if isinstance(to, str) else None)
         out: dict[str, Any] = {"id": item.get("id"), "intents": list(result.intents),
-                               "language": result.language}
+                               "language": result.language,
+                               "possible_request": result.possible_request}
         if explain:
             out["unclear"] = result.unclear
             out["evidence"] = {s.intent: list(s.evidence) for s in result.scores}

@@ -1,5 +1,7 @@
 """One measurement of labelled sets: core and all-eight macro-F1, exact match, request recall,
-non-requests read as requests (and as erasure), exact match per language group.
+non-requests read as requests (and as erasure), exact match per language group, and (issue 18)
+request recall counting a possible request sent to a person (unclear) and how many
+non-requests that sends to a person.
 
 Usage: .venv/bin/python bench/blind_first_measure.py tests/data/heldout_f.jsonl …
 It is how the first (pre-tuning) figures of sets F and G in tests/data/README.md were taken;
@@ -31,9 +33,11 @@ class Tally:
     negatives: int = 0
     false_requests: int = 0
     false_erasure: int = 0
+    triaged_requests: int = 0  # requests found or at least sent to a person (possible_request)
+    triaged_negatives: int = 0  # non-requests without intents that a person must look at
     groups: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
-    def add(self, row: dict, predicted: set[str]) -> None:
+    def add(self, row: dict, predicted: set[str], possible: bool = False) -> None:
         gold = set(row["intents"])
         self.rows += 1
         self.exact += gold == predicted
@@ -48,10 +52,12 @@ class Tally:
         if gold:
             self.requests += 1
             self.recognised += bool(predicted)
+            self.triaged_requests += bool(predicted) or possible
         else:
             self.negatives += 1
             self.false_requests += bool(predicted)
             self.false_erasure += "erasure" in predicted
+            self.triaged_negatives += possible and not predicted
 
     def macro(self, intents: tuple[str, ...]) -> float:
         return sum(f1(*self.counts[i]) for i in intents) / len(intents)
@@ -73,14 +79,17 @@ def measure(path: str) -> str:
         org = settings.organization_for_address(row["to"])
         result = understand_text(row["body"], subject=row["subject"],
                                  default_language=org.language if org else "nb")
-        tally.add(row, set(result.intents))
+        tally.add(row, set(result.intents), bool(result.intents) or result.unclear)
     groups = ", ".join(f"{g} {c[1] / c[0]:.2f} ({c[0]})" for g, c in sorted(tally.groups.items()))
     return (f"{path}: n={tally.rows} core macro-F1 {tally.macro(CORE):.3f} "
             f"all-eight {tally.macro(ALL):.3f} exact {tally.exact / tally.rows:.3f} "
             f"request recall {tally.recognised / tally.requests:.3f} "
             f"({tally.recognised}/{tally.requests}) non-requests read as requests "
             f"{tally.false_requests}/{tally.negatives} (as erasure {tally.false_erasure}); "
-            f"exact by language group: {groups}")
+            f"exact by language group: {groups}; with triage (unclear = a case for a person): "
+            f"request recall {tally.triaged_requests / tally.requests:.3f} "
+            f"({tally.triaged_requests}/{tally.requests}), non-requests to triage "
+            f"{tally.triaged_negatives}/{tally.negatives}")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def test_check_on_the_shipped_data_prints_a_summary(operator):
         assert org in out and f"{org}.md" in out
     assert "sections per intent: access 1, erasure 1" in out  # branninfo
     assert "templates: 54 in 3 languages: en, nb, nn" in out  # + escalation, digest (text, HTML)
-    assert "languages: cs, da, de" in out and "learned.npz (" in out
+    assert "languages: ar, cs, da, de" in out and "learned.npz (" in out
 
 
 def test_an_operator_policy_folder_serves_an_organisation(operator):

@@ -71,7 +71,33 @@ FUZZY_MIN_LEN = 5  # shorter tokens are never fuzzy-matched: too many real words
 CACHE_LIMIT = 200_000
 MAX_EVIDENCE = 8
 
-SPECIAL_SECTIONS = ("any", "topic", "veto", "frame", "asking", "clause", "greeting")
+SPECIAL_SECTIONS = ("any", "topic", "veto", "frame", "asking", "clause", "greeting", "possible",
+                    "not_request")
+# [possible]: a cue that the message may be a request ("GDPR", "personvern", "mine data") even
+# when no intent reaches the threshold; such a message goes to a person (unclear), never to "no
+# request". [not_request]: what certainly is not one (an order confirmation, an auto-reply, a
+# newsletter, phishing): such a message is not sent to triage on a weak cue alone.
+POSSIBLE, NOT_REQUEST = "possible", "not_request"
+# Scripts other than Latin and Greek, by name: a message mostly written in one of them, in a
+# language that has no lexicon, goes to a person with its language (or at least its script)
+# named when no intent is found.
+SCRIPTS = (
+    ("Cyrillic", "\u0400-\u04FF"), ("Arabic", "\u0600-\u06FF\u0750-\u077F"),
+    ("Ge'ez", "\u1200-\u139F"), ("Hebrew", "\u0590-\u05FF"), ("Armenian", "\u0530-\u058F"),
+    ("Georgian", "\u10A0-\u10FF"), ("Thai", "\u0E00-\u0E7F"), ("Devanagari", "\u0900-\u097F"),
+    ("Chinese", "\u4E00-\u9FFF"), ("Japanese", "\u3040-\u30FF"), ("Korean", "\uAC00-\uD7AF"),
+)
+# The languages of those scripts whose lexicons are trusted to tell a request from other mail
+# (and have profiles in languages.toml). Ge'ez is left out: the Tigrinya lexicon is small and
+# not yet checked by a native speaker, and Amharic shares the script, so such mail always goes
+# to a person when no intent is found.
+SCRIPT_LANGUAGES = {"Cyrillic": ("ru", "uk"), "Arabic": ("ar",)}
+UNREAD_SCRIPTS = re.compile("[" + "".join(r for _, r in SCRIPTS) + "]")
+_SCRIPT_OF = [(name, re.compile("[" + r + "]")) for name, r in SCRIPTS]
+# Below this language confidence a Cyrillic text may be Bulgarian, Serbian or Belarusian, not
+# the Russian or Ukrainian the lexicons read.
+SURE_OF_SCRIPT_LANGUAGE = 0.5
+UNREAD_SCRIPT_LETTERS = 12  # this many letters of such a script make a message "written in it"
 # Nested sections of intents/compose.toml: [action.<intent>] and [object.<intent>|any].
 COMPOSED_SECTIONS = ("action", "object")
 ACTION = "action:"  # cue.intent prefix of an action word ("action:erasure")
@@ -120,6 +146,14 @@ class Classification:
     language_confidence: float
     scores: tuple[IntentScore, ...]
     unclear: bool
+    triage: str = ""  # why a message without intents still goes to a person
+    not_request: bool = False  # a [not_request] phrase: certainly no request unless an intent is found
+
+    @property
+    def possible_request(self) -> bool:
+        """A request, or maybe one (unclear): a case a person must see. False only for what
+        the classifier is sure is not a data-subject request."""
+        return bool(self.intents) or self.unclear
 
     def explain(self) -> str:
         """Readable account of the decision, for staff and for `dsr classify --explain`."""
@@ -127,7 +161,8 @@ class Classification:
         if self.intents:
             lines.append("intents: " + ", ".join(self.intents))
         elif self.unclear:
-            lines.append("intents: none above the threshold - UNCLEAR, a person should read it")
+            lines.append("intents: none above the threshold - UNCLEAR, a person should read it"
+                         + (f" ({self.triage})" if self.triage else ""))
         else:
             lines.append("intents: none (no data-subject request found)")
         for score in self.scores:
@@ -182,6 +217,7 @@ class Lexicon:
     known: frozenset[str]  # words that must match only themselves (function words)
     min_prefix: int
     own_objects: frozenset[str] = frozenset()  # intents with their own [object.<intent>]
+    languages: frozenset[str] = frozenset()  # the language codes that have a lexicon file
     # Per anchor, (cue, after, before) for each of its cues in by_anchor order: a tuple is
     # unpacked faster than three attributes are read, and _find_hits reads them per anchor.
     plans: dict[int, tuple[tuple[Cue, tuple[int | None, ...], tuple[int | None, ...], frozenset[int]], ...]] = field(
@@ -428,6 +464,7 @@ def _load_lexicon(directories: tuple[Path, ...]) -> Lexicon:
         fuzzy_words=fuzzy_words, fuzzy_stems=fuzzy_stems, known=known,
         min_prefix=min((len(p) for p in prefixes), default=1),
         own_objects=frozenset(c.intent[len(OBJECT):] for c in cues if c.intent.startswith(OBJECT)) - {"any"},
+        languages=frozenset(c.source for c in cues),
         plans={pid: tuple((c, c.after, c.before, c.required) for c in found)
                for pid, found in by_anchor.items()},
     )
@@ -780,12 +817,40 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
                                    _evidence_texts(evidence.get(intent, []), text, tokens)))
     results.sort(key=lambda s: s.confidence, reverse=True)
     chosen = tuple(s.intent for s in results if s.confidence >= THRESHOLD)
-    unclear = not chosen and any(s.confidence >= SIGNAL for s in results)
-    classification = Classification(chosen, language, language_confidence, tuple(results), unclear)
+    not_request = not chosen and any(
+        hit[0].intent == NOT_REQUEST or (hit[0].intent == "veto" and hit[0].weight >= 1) for hit in hits)
+    unclear = not chosen and not not_request and any(s.confidence >= SIGNAL for s in results)
+    triage = "" if chosen or unclear or not_request else _triage_reason(
+        hits, raw, text, language, language_confidence, lexicon.languages)
+    classification = Classification(chosen, language, language_confidence, tuple(results),
+                                    unclear or bool(triage), triage, not_request)
     words = fold_words(tokens)
     if words is None:
         return classification, folded_tokens(body)
     return classification, words[len(TOKEN_RE.findall(subject)):] if subject else words
+
+
+def _triage_reason(hits: list[_Hit], raw: dict[str, float], text: str, language: str,
+                   confidence: float, languages: frozenset[str]) -> str:
+    """Why a message with no intent above the threshold may still be a request ("" = it is
+    not): a request cue of any strength (an intent's phrase, an action on personal data, a
+    [possible] word such as "GDPR" or "mine data"), or a script the lexicons read only in part.
+    A [not_request] phrase (an order confirmation, an auto-reply, a newsletter) settles it:
+    no triage. Runs only for messages without intents, over hits already found."""
+    cue = next((hit[0].phrase for hit in hits if hit[0].intent == POSSIBLE), "")
+    if cue:
+        return f'request cue "{cue}" below the threshold'
+    weak = [intent for intent in INTENTS if raw[intent] > 0]
+    if weak:
+        return "weak " + "/".join(weak) + " cue below the threshold"
+    letters = UNREAD_SCRIPTS.findall(text, 0, 4000)
+    if len(letters) >= UNREAD_SCRIPT_LETTERS:
+        sample = "".join(letters)
+        script = max(_SCRIPT_OF, key=lambda s: len(s[1].findall(sample)))[0]
+        if (language not in SCRIPT_LANGUAGES.get(script, ()) or language not in languages
+                or confidence < SURE_OF_SCRIPT_LANGUAGE):
+            return f"written in {script} script, in a language the lexicons do not read"
+    return ""
 
 
 def _subject_sentences(starts: list[int], subject_tokens: int) -> int:

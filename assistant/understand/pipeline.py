@@ -37,8 +37,8 @@ def second_opinion(result: Classification, subject: str, text: str,
     """Let the learned model add what the lexicons missed; never take anything away.
     `words`: the folded words of text, if the caller has them (intents.read)."""
     model = load_model()
-    if model is None:
-        return result
+    if model is None or result.not_request:
+        return result  # an auto-reply, a newsletter, phishing: nothing for the model to add
     probabilities = model.probabilities(subject, text, words)
     added = [intent for intent, p in probabilities.items()
              if p >= LEARNED_ADDS_AT and intent not in result.intents]
