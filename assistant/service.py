@@ -68,6 +68,7 @@ class Service:
                                  gate=gate)
         self.threads: list[threading.Thread] = []
         self.imap: Any = None
+        self.slack: Any = None
 
     def _stored(self) -> None:
         self.worker.wake()
@@ -94,10 +95,19 @@ class Service:
 
             self.imap = ImapListener(self.settings, self.engine)
             self._thread("imap", self.imap.run)
+        if self.settings.slack.enabled:
+            # The review desk: Socket Mode with an app token, else HTTP with the signing secret.
+            from .channels.slack.stage import SlackStage
+
+            self.slack = SlackStage(self.settings, self.engine, on_change=self.sender.wake)
+            self.slack.start()
+            self._thread("slack-cards", self.slack.run_sync)
 
     def stop(self) -> None:
         """Stop accepting, then let each stage finish what it holds."""
         self.smtp.stop()
+        if self.slack is not None:
+            self.slack.stop()
         self.stop_event.set()
         self.worker.wake()
         self.sender.wake()

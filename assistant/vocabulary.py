@@ -124,6 +124,11 @@ class EventKind(StrEnum):
     INTENT_ADDED = "intent_added"  # a follow-up asked for something more
     MAIL_SENT = "mail_sent"  # the relay (or the Maildir) took a mail about the case
     ANSWERED = "answered"  # the approved reply was delivered
+    # The Slack review desk.
+    DRAFT_EDITED = "draft_edited"  # staff changed a pending draft; dsr's text stays as version 1
+    INTENTS_CHANGED = "intents_changed"  # staff corrected what the request asks for; redrafted
+    DESK_REFUSED = "desk_refused"  # someone who is not an approver tried to act on the case
+    NOTE = "note"  # an internal note (a reply in the card's thread); never sent to the requester
 
 
 class ClockMode(StrEnum):

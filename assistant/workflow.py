@@ -645,3 +645,66 @@ def approve(session: Session, settings: Settings, ref: str, by: str,
     queue_mail(session, settings, case, subject=draft.subject, body=draft.body,
                dedup_key=f"draft:{draft.id}", draft=draft, now=now)
     return draft
+
+
+# -- the review desk (Slack) ----------------------------------------------------------------------
+
+# What a refused action raises; the desk catches it here without importing cases.
+CaseError = cases.CaseError
+
+
+def record_refusal(session: Session, ref: str, actor: str, action: str) -> None:
+    """Someone who is not an approver tried to act on the case: nothing changes but the trail."""
+    cases.record_event(session, cases.get_case(session, ref), actor, "desk_refused", action=action)
+
+
+def record_note(session: Session, ref: str, actor: str, text: str, **detail: Any) -> None:
+    """An internal note on the case (a reply in its card's thread); never sent to anyone."""
+    cases.record_event(session, cases.get_case(session, ref), actor, "note", text=text, **detail)
+
+
+def edit_draft(session: Session, ref: str, body: str, by: str) -> Draft:
+    """Staff's wording replaces the pending draft's body (not sent yet); what dsr wrote stays as
+    the earlier version."""
+    if not body.strip():
+        raise CaseError("the edited draft is empty")
+    case = cases.get_case(session, ref, for_update=True)
+    if case.state == "closed":
+        raise CaseError(f"case {case.ref} is closed")
+    draft = cases.pending_draft(session, case)
+    cases.keep_generated(draft, body)
+    session.add(draft)
+    cases.record_event(session, case, by, "draft_edited", draft=draft.id)
+    return draft
+
+
+def change_intents(session: Session, settings: Settings, ref: str, intents: list[str],
+                   by: str) -> Case:
+    """Staff correct what the request asks for; checklists for the new intents are laid out and
+    a case that may have a reply gets one written anew."""
+    known = [i for i in dict.fromkeys(intents) if i in {x.value for x in Intent}]
+    if not known:
+        raise CaseError("name at least one intent")
+    case = cases.get_case(session, ref, for_update=True)
+    if case.state in ("closed", "rejected", "answered"):
+        raise CaseError(f"case {case.ref} is {case.state}")
+    before = json.loads(case.intents)
+    case.intents = json.dumps(known)
+    case.unclear = False
+    session.add(case)
+    cases.record_event(session, case, by, "intents_changed", before=before, after=known)
+    added = [i for i in known if i not in before]
+    org = settings.organization(case.org)
+    lay_out_checklists(session, settings, case, added, by)
+    if "erasure" in added and not cases.erasure_tasks(session, case):
+        cases.create_erasure_tasks(session, case, list(org.systems), by)
+    if case.state in ("verified", "drafted"):
+        draft_for_case(session, settings, case, actor=by)
+    return case
+
+
+def open_refs(session: Session) -> list[str]:
+    """Open cases, most urgent first (for the desk's lists)."""
+    return [c.ref for c in sorted(
+        (c for c in cases.list_cases(session) if c.state not in cases.FINISHED_STATES),
+        key=lambda c: (c.due or date.max, c.id))]
