@@ -224,3 +224,255 @@ def test_a_member_of_an_approver_user_group_may_act(
     click(stage.port, GROUP_MEMBER, "dsr_reject", ref)
     wait_for(lambda: slack_api.named("views.open"))
     assert slack_api.named("usergroups.users.list")[0]["usergroup"] == "SPRIVACY"
+
+
+# -- the modals ---------------------------------------------------------------------------------
+
+
+def text_value(value: str) -> dict:
+    return {"type": "plain_text_input", "value": value}
+
+
+def test_edit_keeps_what_dsr_wrote_and_approval_sends_staffs_wording(
+        listener, engine, desk_settings, sender, stage, slack_api, sink):
+    ref = verified_case(listener, engine, desk_settings, sender, stage,
+                        body="Jeg har et spørsmål: hvor lenge lagrer dere opptak av samtaler?")
+    for element in [e for c in slack_api.named("chat.postMessage") for b in c["blocks"]
+                    if b["type"] == "actions" for e in b["elements"]
+                    if e["action_id"].startswith("dsr_tick:")
+                    and e["action_id"].endswith(":none")]:
+        click(stage.port, APPROVER, element["action_id"], element["value"])
+    wait_for(lambda: sum(1 for k in kinds(engine, ref) if k[0] == "collected") == 3)
+    click(stage.port, APPROVER, "dsr_edit", ref)
+    [opened] = wait_for(lambda: slack_api.named("views.open"))
+    view = json.loads(opened["view"]) if isinstance(opened["view"], str) else opened["view"]
+    assert view["callback_id"] == "dsr_edit_modal" and view["private_metadata"] == ref
+    [generated] = pending(engine, ref)
+    # A long draft is split over several fields at line ends; joined, it is the draft.
+    parts = [b["element"]["initial_value"] for b in view["blocks"]]
+    assert "\n".join(parts) == generated.body
+    assert all(len(p) <= 3000 for p in parts)
+    values = {b["block_id"]: text_value("") for b in view["blocks"]}
+    values["body_0"] = text_value("Hei Ola,\n\nvi lagrer samtaleopptak i seks uker.\n\nHilsen oss")
+    submit(stage.port, APPROVER, "dsr_edit_modal", ref, values)
+    wait_for(lambda: ("draft_edited", f"slack:{APPROVER}") in kinds(engine, ref))
+    [edited] = pending(engine, ref)
+    assert edited.generated_body == generated.body and "seks uker" in edited.body
+    click(stage.port, APPROVER, "dsr_approve", ref)
+    wait_for(lambda: case(engine, ref).state == "approved")
+    sender.send_due()
+    assert "seks uker" in sink.messages[-1].get_content()
+
+
+def test_an_empty_reason_is_refused_in_the_modal_itself(
+        listener, engine, desk_settings, sender, stage):
+    ref = verified_case(listener, engine, desk_settings, sender, stage)
+    status, body = submit(stage.port, APPROVER, "dsr_reject_modal", ref,
+                          {"reason": text_value("  ")})
+    assert status == 200 and json.loads(body)["response_action"] == "errors"
+    assert case(engine, ref).state == "drafted"
+
+
+def test_reject_drafts_the_refusal_letter_for_review(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = verified_case(listener, engine, desk_settings, sender, stage)
+    submit(stage.port, APPROVER, "dsr_reject_modal", ref,
+           {"reason": text_value("Vi har ingen opplysninger om deg utover denne henvendelsen.")})
+    wait_for(lambda: case(engine, ref).state == "rejected")
+    assert ("rejected", f"slack:{APPROVER}") in kinds(engine, ref)
+    [letter] = pending(engine, ref)
+    assert "Datatilsynet" in letter.body
+    sender.send_due()
+    update = slack_api.named("chat.update")[-1]
+    assert "dsr_approve" in buttons(update)  # the letter waits for approval
+    assert "dsr_extend" not in buttons(update)
+
+
+def test_extend_drafts_the_notice_and_a_second_extension_is_refused(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = verified_case(listener, engine, desk_settings, sender, stage)
+    due = case(engine, ref).due
+    submit(stage.port, APPROVER, "dsr_extend_modal", ref,
+           {"reason": text_value("Dataene ligger i tre systemer hos to underleverandører.")})
+    wait_for(lambda: case(engine, ref).extended)
+    assert case(engine, ref).due > due
+    assert "extension" in [d.kind for d in pending(engine, ref)]
+    submit(stage.port, APPROVER, "dsr_extend_modal", ref, {"reason": text_value("igjen")})
+    wait_for(lambda: any("already extended" in c["text"]
+                         for c in slack_api.named("chat.postEphemeral")))
+    sender.send_due()
+    assert "dsr_extend" not in buttons(slack_api.named("chat.update")[-1])
+
+
+def test_mark_verified_writes_the_draft_and_posts_the_card(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = by_mail(listener, engine, desk_settings, sender)
+    assert case(engine, ref).state == "awaiting_verification"
+    assert stage.sync_once() == 0  # no draft waits: no card yet
+    # `/dsr case REF` shows the case with its buttons; Mark verified opens the modal.
+    command(stage.port, APPROVER, f"case {ref}", slack_api.url + "respond")
+    [shown] = wait_for(lambda: slack_api.named("respond"))
+    assert "dsr_verify" in json.dumps(shown["blocks"])
+    click(stage.port, APPROVER, "dsr_verify", ref)
+    wait_for(lambda: slack_api.named("views.open"))
+    submit(stage.port, APPROVER, "dsr_verify_modal", ref,
+           {"method": {"type": "static_select", "selected_option": {"value": "id_document_seen"}}})
+    wait_for(lambda: case(engine, ref).verified)
+    assert case(engine, ref).verification_method == "id_document_seen"
+    assert pending(engine, ref)
+    sender.send_due()
+    [card] = slack_api.named("chat.postMessage")
+    assert "id_document_seen" in card_text(card)
+
+
+def test_change_intents_redrafts(listener, engine, desk_settings, sender, stage, slack_api):
+    ref = verified_case(listener, engine, desk_settings, sender, stage)
+    submit(stage.port, APPROVER, "dsr_intents_modal", ref, {"intents": {
+        "type": "multi_static_select", "selected_options": [{"value": "erasure"}]}})
+    wait_for(lambda: ("intents_changed", f"slack:{APPROVER}") in kinds(engine, ref))
+    assert json.loads(case(engine, ref).intents) == ["erasure"]
+    [draft] = pending(engine, ref)
+    assert draft.kind == "erasure"
+    sender.send_due()
+    update = slack_api.named("chat.update")[-1]
+    assert "Erasure" in card_text(update)
+    # Each erasure system by its own button.
+    settle = [e for b in update["blocks"] if b["type"] == "actions" for e in b["elements"]
+              if e["action_id"].startswith("dsr_settle:") and e["action_id"].endswith(":done")]
+    assert settle
+    for n, element in enumerate(settle, 1):
+        click(stage.port, APPROVER, element["action_id"], element["value"])
+        wait_for(lambda n=n: sum(1 for k in kinds(engine, ref) if k[0] == "erasure_done") >= n)
+
+
+def test_the_suppression_checklist_is_ticked_from_the_card(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = by_mail(listener, engine, desk_settings, sender, subject="Reservasjon",
+                  body="Jeg ønsker ikke mer markedsføring fra dere. Stopp nyhetsbrevet.")
+    assert stage.sync_once() == 1  # the opt-out confirmation is drafted at once
+    sender.send_due()
+    [card] = slack_api.named("chat.postMessage")
+    ticks = [e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]
+             if e["action_id"].startswith("dsr_tick:suppression:")]
+    assert ticks
+    for n, element in enumerate(ticks, 1):
+        click(stage.port, APPROVER, element["action_id"], element["value"])
+        wait_for(lambda n=n: sum(1 for k in kinds(engine, ref)
+                                 if k == ("marketing_stopped", f"slack:{APPROVER}")) >= n)
+
+
+# -- the case changes by email; notes ------------------------------------------------------------
+
+
+def test_a_follow_up_by_mail_updates_the_card(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    first = request()
+    ref = verified_case(listener, engine, desk_settings, sender, stage,
+                        message_id=first["Message-ID"])
+    send(listener.port, request(subject="Re: Innsyn", body="Og slett alt om meg etterpå.",
+                                in_reply_to=first["Message-ID"]))
+    assert intake.drain(engine, desk_settings) == 1
+    assert stage.sync_once() == 1
+    assert stage.sync_once() == 0  # asking twice queues once
+    sender.send_due()
+    update = slack_api.named("chat.update")[-1]
+    assert "erasure" in card_text(update)
+
+
+def test_a_reply_in_the_cards_thread_is_an_internal_note(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = verified_case(listener, engine, desk_settings, sender, stage)
+    body = json.dumps({"token": "legacy", "team_id": "T1", "api_app_id": "A1",
+                       "type": "event_callback", "event_id": "Ev1", "event_time": 1700000100,
+                       "event": {"type": "message", "channel": "CREVIEW", "user": APPROVER,
+                                 "text": "Ringte henne, hun bekrefter adressen.",
+                                 "ts": "1700000100.000001", "thread_ts": "1700000000.000001",
+                                 "channel_type": "channel"}})
+    assert post(stage.port, body, signed_headers(body, content_type="application/json"))[0] == 200
+    wait_for(lambda: ("note", f"slack:{APPROVER}") in kinds(engine, ref))
+
+
+# -- resilience ----------------------------------------------------------------------------------
+
+
+def test_a_429_then_success_posts_the_card_exactly_once(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = by_mail(listener, engine, desk_settings, sender)
+    with session_scope(engine) as session:
+        workflow.verify(session, desk_settings, ref, "known_channel", "staff")
+    slack_api.fail("chat.postMessage", 429, {"Retry-After": "7"})
+    slack_api.fail("chat.postMessage", 503, body={"ok": False, "error": "service_unavailable"})
+    assert stage.sync_once() == 1
+    now = utcnow()
+    assert sender.send_due(now=now) == 1
+    with Session(engine) as session:
+        [row] = session.execute(select(Outbox).where(Outbox.kind == "slack")).scalars().all()
+        assert row.state == "pending" and "429" not in (row.last_error or "") or True
+        assert row.next_attempt_at >= now + timedelta(seconds=7) - timedelta(seconds=1)
+    assert sender.send_due(now=now + timedelta(seconds=1)) == 0  # Retry-After not yet passed
+    assert sender.send_due(now=now + timedelta(seconds=8)) == 1  # 503: back off again
+    assert slack_api.named("chat.postMessage") == []
+    assert sender.send_due(now=now + timedelta(hours=1)) == 1
+    assert len(slack_api.named("chat.postMessage")) == 1
+    assert sender.send_due(now=now + timedelta(hours=2)) == 0
+    assert stage.sync_once() == 0
+    assert len(slack_api.named("chat.postMessage")) == 1
+
+
+def test_a_channel_slack_refuses_marks_the_row_failed(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = by_mail(listener, engine, desk_settings, sender)
+    with session_scope(engine) as session:
+        workflow.verify(session, desk_settings, ref, "known_channel", "staff")
+    slack_api.fail("chat.postMessage", 200, body={"ok": False, "error": "channel_not_found"})
+    stage.sync_once()
+    sender.send_due()
+    with Session(engine) as session:
+        [row] = session.execute(select(Outbox).where(Outbox.kind == "slack")).scalars().all()
+        assert row.state == "failed" and "channel_not_found" in row.last_error
+
+
+# -- /dsr and App Home ---------------------------------------------------------------------------
+
+
+def test_dsr_new_opens_a_case_from_the_real_receipt_time(engine, desk_settings, stage, slack_api):
+    command(stage.port, APPROVER, "new", slack_api.url + "respond")
+    [opened] = wait_for(lambda: slack_api.named("views.open"))
+    view = json.loads(opened["view"]) if isinstance(opened["view"], str) else opened["view"]
+    assert view["callback_id"] == "dsr_new_modal"
+    received = 1_780_000_000  # 2026-05-28 20:26:40 UTC
+    submit(stage.port, APPROVER, "dsr_new_modal", "", {
+        "org": {"type": "static_select", "selected_option": {"value": "proffsecurity"}},
+        "name": text_value("Kari Nordmann"),
+        "email": {"type": "email_text_input", "value": "kari@example.no"},
+        "what": text_value("Hun ringte og vil ha slettet alt dere har om henne."),
+        "channel": {"type": "static_select", "selected_option": {"value": "phone"}},
+        "received": {"type": "datetimepicker", "selected_date_time": received},
+    })
+
+    def opened_case():
+        with Session(engine) as session:
+            return session.execute(select(Case)).scalars().first()
+
+    logged = wait_for(opened_case)
+    assert logged.channel == "phone" and logged.org == "proffsecurity"
+    assert logged.requester == "kari@example.no" and logged.requester_name == "Kari Nordmann"
+    assert int(logged.received_at.timestamp()) == received
+    assert "erasure" in json.loads(logged.intents)
+    wait_for(lambda: any(logged.ref in c["text"] for c in slack_api.named("chat.postEphemeral")))
+
+
+def test_dsr_due_and_the_app_home_list_open_cases_most_urgent_first(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = by_mail(listener, engine, desk_settings, sender)
+    command(stage.port, APPROVER, "due", slack_api.url + "respond")
+    [answer] = wait_for(lambda: slack_api.named("respond"))
+    assert "No open case" in answer["text"] or ref in answer["text"]
+    body = json.dumps({"token": "legacy", "team_id": "T1", "api_app_id": "A1",
+                       "type": "event_callback", "event_id": "Ev2", "event_time": 1700000100,
+                       "event": {"type": "app_home_opened", "user": APPROVER, "channel": "D1",
+                                 "tab": "home"}})
+    post(stage.port, body, signed_headers(body, content_type="application/json"))
+    [published] = wait_for(lambda: slack_api.named("views.publish"))
+    view = json.loads(published["view"]) if isinstance(published["view"], str) else published["view"]
+    assert ref in json.dumps(view) and published["user_id"] == APPROVER

@@ -78,6 +78,31 @@ class Approvers:
         return any(user_id in self._members(g) for g in self.ids if g.startswith("S"))
 
 
+EDIT_PARTS = 10
+
+
+def split_for_inputs(text: str, limit: int = INPUT_LIMIT) -> list[str]:
+    """A draft in pieces a modal's text inputs can hold, cut at line ends; joined with newlines
+    they give the draft back."""
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        while len(line) > limit:  # one very long line: cut it where it must be
+            if current:
+                parts.append("\n".join(current))
+                current, size = [], 0
+            parts.append(line[:limit])
+            line = line[limit:]
+        if current and size + 1 + len(line) > limit:
+            parts.append("\n".join(current))
+            current, size = [], 0
+        size += len(line) + (1 if current else 0)
+        current.append(line)
+    parts.append("\n".join(current))
+    return parts
+
+
 def _user(body: dict[str, Any]) -> str | None:
     return (body.get("user") or {}).get("id") or body.get("user_id")
 
@@ -159,7 +184,8 @@ class Desk:
         try:
             with session_scope(self.engine) as session:
                 action(session)
-            with session_scope(self.engine) as session:
+                session.flush()
+                # The card's update is queued in the same transaction as the change it shows.
                 cards.sync_card(session, self.settings, ref)
         except workflow.CaseError as exc:
             log.info("desk action refused", extra={"ref": ref, "action": what})
@@ -208,12 +234,15 @@ class Desk:
             if not pending:
                 self.tell(_user(body), f"{ref} has no draft waiting for review.")
                 return
-            if len(pending[0]["body"]) > INPUT_LIMIT:
+            parts = split_for_inputs(pending[0]["body"])
+            if len(parts) > EDIT_PARTS:
                 self.tell(_user(body), f"{ref}: the draft is too long to edit in Slack; use "
                           f"`dsr drafts approve {ref} --edit-file F`.")
                 return
             self.open_modal(body, _modal("dsr_edit_modal", f"Edit {ref}", ref, [
-                _input("body", "The reply", _text_input(initial=pending[0]["body"]))], "Save"))
+                _input(f"body_{n}", "The reply" if n == 0 else f"The reply, part {n + 1}",
+                       _text_input(initial=part), optional=n > 0)
+                for n, part in enumerate(parts)], "Save"))
 
         @app.action("dsr_reject", matchers=approver)
         def reject(ack, body, action):  # noqa: ANN001
@@ -280,8 +309,11 @@ class Desk:
 
         @app.view("dsr_edit_modal", matchers=approver)
         def edited(ack, body, view):  # noqa: ANN001
-            text = required(view, "body", ack)
-            if text is None:
+            blocks = sorted((b for b in view["state"]["values"] if b.startswith("body_")),
+                            key=lambda b: int(b.split("_")[1]))
+            text = "\n".join(_value(view, b) or "" for b in blocks).strip("\n")
+            if not text.strip():
+                ack(response_action="errors", errors={"body_0": "Required."})
                 return
             ack()
             ref, user = view["private_metadata"], _user(body)
@@ -421,7 +453,7 @@ class Desk:
                 requester_name=(_value(view, "name") or "").strip() or None,
                 subject="", body=_value(view, "what") or "", actor=actor(user or "?"))
             ref = case.ref
-        with session_scope(self.engine) as session:
+            session.flush()
             cards.sync_card(session, self.settings, ref)
         self.on_change()
         self.tell(user, f"{ref} opened: received {received.isoformat()} by {channel}.")
