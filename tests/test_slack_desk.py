@@ -476,3 +476,72 @@ def test_dsr_due_and_the_app_home_list_open_cases_most_urgent_first(
     [published] = wait_for(lambda: slack_api.named("views.publish"))
     view = json.loads(published["view"]) if isinstance(published["view"], str) else published["view"]
     assert ref in json.dumps(view) and published["user_id"] == APPROVER
+
+
+def test_two_approvers_clicking_at_once_send_one_reply(
+        listener, engine, desk_settings, sender, stage, slack_api, sink):
+    import threading
+
+    ref = by_mail(listener, engine, desk_settings, sender, subject="Spørsmål",
+                  body="Hvor lenge lagrer dere opptak av telefonsamtaler?")
+    assert json.loads(case(engine, ref).intents) == ["question"]  # answered without ID
+    assert stage.sync_once() == 1
+    sender.send_due()
+    before = len(sink.messages)
+    clicks = [threading.Thread(target=click, args=(stage.port, user, "dsr_approve", ref))
+              for user in (APPROVER, GROUP_MEMBER, APPROVER)]
+    for thread in clicks:
+        thread.start()
+    for thread in clicks:
+        thread.join()
+    wait_for(lambda: case(engine, ref).state == "approved")
+    wait_for(lambda: len(slack_api.named("chat.postEphemeral")) == 2)  # the two that came late
+    sender.send_due()
+    assert len(sink.messages) == before + 1
+    assert sum(1 for k in kinds(engine, ref) if k[0] == "approved") == 1
+
+
+# -- dsr serve -----------------------------------------------------------------------------------
+
+
+def test_dsr_serve_runs_the_desk_in_http_mode_when_a_bot_token_is_set(
+        desk_settings, engine, slack_api, monkeypatch):
+    from assistant.config import load_settings
+    from assistant.service import Service
+
+    monkeypatch.setenv("DSR_SLACK__HTTP_PORT", "0")
+    service = Service(load_settings(None), engine, smtp_port=free_port(), worker_poll=0.05,
+                      sender_poll=0.05)
+    service.start()
+    try:
+        assert service.slack is not None and not service.slack.socket_mode
+        body = "payload=%7B%7D"
+        assert post(service.slack.port, body, {"Content-Type":
+                                               "application/x-www-form-urlencoded"})[0] == 401
+        status, _ = command(service.slack.port, APPROVER, "due", slack_api.url + "respond")
+        assert status == 200
+        wait_for(lambda: slack_api.named("respond"))
+    finally:
+        service.stop()
+    assert service.slack.server is None
+
+
+def test_an_app_token_chooses_socket_mode(desk_settings, engine, monkeypatch):
+    from assistant.config import load_settings
+
+    monkeypatch.setenv("DSR_SLACK__APP_TOKEN", "xapp-1-test")
+    desk = SlackStage(load_settings(None), engine)
+    assert desk.socket_mode and desk.port is None
+    # Slack signs nothing in Socket Mode; the connection itself is the proof (not tested here:
+    # it needs Slack's servers).
+
+
+def test_with_no_bot_token_slack_is_off(settings, engine):
+    from assistant.service import Service
+
+    service = Service(settings, engine, smtp_port=free_port())
+    service.start()
+    try:
+        assert service.slack is None
+    finally:
+        service.stop()
