@@ -63,6 +63,7 @@ def desk_view(session: Session, settings: Settings, ref: str) -> dict[str, Any]:
         "drafts": views,
         "erasure_tasks": details["erasure_tasks"],
         "checklists": details["checklists"],
+        "evidence": workflow.evidence(session, case),
         "events": details["events"],
         "working_days_left": working_days_left(settings, case.due, case.state),
         "earlier": earlier,

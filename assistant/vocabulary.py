@@ -128,6 +128,7 @@ class EventKind(StrEnum):
     DRAFT_EDITED = "draft_edited"  # staff changed a pending draft; dsr's text stays as version 1
     INTENTS_CHANGED = "intents_changed"  # staff corrected what the request asks for; redrafted
     DESK_REFUSED = "desk_refused"  # someone who is not an approver tried to act on the case
+    REQUESTER_CORRECTED = "requester_corrected"  # staff corrected the name or address understood
     NOTE = "note"  # an internal note (a reply in the card's thread); never sent to the requester
 
 

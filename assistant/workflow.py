@@ -703,6 +703,44 @@ def change_intents(session: Session, settings: Settings, ref: str, intents: list
     return case
 
 
+def correct_requester(session: Session, ref: str, *, email: str | None, name: str | None,
+                      by: str) -> Case:
+    """Staff correct who the request is from (a chat note understood wrongly)."""
+    case = cases.get_case(session, ref, for_update=True)
+    if case.state in ("closed", "rejected", "answered"):
+        raise CaseError(f"case {case.ref} is {case.state}")
+    changed = []
+    if email is not None and email.strip().lower() != (case.requester or ""):
+        case.requester, changed = email.strip().lower() or None, changed + ["email"]
+    if name is not None and name.strip() != (case.requester_name or ""):
+        case.requester_name, changed = name.strip() or None, changed + ["name"]
+    if changed:
+        session.add(case)
+        cases.record_event(session, case, by, "requester_corrected", fields=changed)
+    return case
+
+
+def note_message(session: Session, ref: str, message: Message, actor: str) -> Case:
+    """A chat message naming a case joins it as an internal note."""
+    case = cases.get_case(session, ref)
+    message.case_id = case.id
+    message.text = mask_personal_numbers(message.text or "")
+    message.status = "processed"
+    session.add(message)
+    cases.record_event(session, case, actor, "note", message=message.id)
+    return case
+
+
+def evidence(session: Session, case: Case) -> dict[str, list[str]]:
+    """Per intent, the words in the request that matched it (what the reviewer is shown)."""
+    text = _request_text(session, case)
+    if not text:
+        return {}
+    result = understand_text(text, default_language=case.language or "nb")
+    return {score.intent: list(score.evidence)[:5] for score in result.scores
+            if score.evidence and score.intent in result.intents}
+
+
 def open_refs(session: Session) -> list[str]:
     """Open cases, most urgent first (for the desk's lists)."""
     return [c.ref for c in sorted(

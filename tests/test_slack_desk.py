@@ -155,7 +155,7 @@ def test_a_verified_case_gets_its_card_and_one_approval_sends_exactly_one_thread
     assert post_call["channel"] == "CREVIEW"
     text = card_text(post_call)
     for shown in (ref, "Branninfo AS", "ola.nordmann@example.no", "access", "known_channel",
-                  "working days left", "Access collection"):
+                  "working days left", "Access collection", "_matched_ access:", "lagret om meg"):
         assert shown in text, shown
     assert "dsr_approve" in buttons(post_call) and "dsr_verify" not in buttons(post_call)
 
@@ -545,3 +545,64 @@ def test_with_no_bot_token_slack_is_off(settings, engine):
         assert service.slack is None
     finally:
         service.stop()
+
+
+# -- chat intake --------------------------------------------------------------------------------
+
+
+def message_event(text: str, *, ts: str, channel: str = "DSTAFF", channel_type: str = "im",
+                  user: str = APPROVER, thread_ts: str | None = None, event_id: str = "Ev9") -> str:
+    event = {"type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
+             "channel_type": channel_type}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return json.dumps({"token": "legacy", "team_id": "T1", "api_app_id": "A1",
+                       "type": "event_callback", "event_id": event_id, "event_time": int(float(ts)),
+                       "event": event})
+
+
+def test_a_staff_note_to_the_bot_opens_a_case_about_the_person_it_names(
+        engine, desk_settings, stage, slack_api, sender):
+    body = message_event("kunde ringte nå, vil ha alt slettet, epost kari.nordmann@example.no",
+                         ts="1780000000.000100")
+    assert post(stage.port, body, signed_headers(body, content_type="application/json"))[0] == 200
+
+    def opened():
+        with Session(engine) as session:
+            return session.execute(select(Case)).scalars().first()
+
+    logged = wait_for(opened)
+    wait_for(lambda: slack_api.named("chat.postMessage") or sender.send_due() and False)
+    assert logged.channel == "slack" and logged.org == desk_settings.organizations[0].id
+    assert logged.requester == "kari.nordmann@example.no"
+    assert logged.requester_name == "Kari Nordmann"
+    assert int(logged.received_at.timestamp()) == 1780000000
+    assert "erasure" in json.loads(logged.intents)
+    confirmation = slack_api.named("chat.postMessage")[0]
+    assert confirmation["thread_ts"] == "1780000000.000100" and confirmation["channel"] == "DSTAFF"
+    assert logged.ref in json.dumps(confirmation["blocks"])
+    assert {"dsr_intents", "dsr_requester"} <= set(buttons(confirmation))
+
+    # Slack retrying the same event opens nothing more.
+    post(stage.port, body, signed_headers(body, content_type="application/json"))
+    # A correction from the thread's button.
+    submit(stage.port, APPROVER, "dsr_requester_modal", logged.ref, {
+        "name": text_value("Kari Nordmann-Berg"),
+        "email": {"type": "email_text_input", "value": "kari@example.no"}})
+    wait_for(lambda: case(engine, logged.ref).requester == "kari@example.no")
+    assert case(engine, logged.ref).requester_name == "Kari Nordmann-Berg"
+    # A message naming the case joins it as a note.
+    body = message_event(f"{logged.ref}: hun ringte igjen og bekreftet adressen",
+                         ts="1780000100.000100")
+    post(stage.port, body, signed_headers(body, content_type="application/json"))
+    wait_for(lambda: ("note", f"slack:{APPROVER}") in kinds(engine, logged.ref))
+    with Session(engine) as session:
+        assert len(session.execute(select(Case)).scalars().all()) == 1
+
+
+def test_http_mode_without_a_signing_secret_is_refused_at_start(desk_settings, engine, monkeypatch):
+    from assistant.config import load_settings
+
+    monkeypatch.delenv("DSR_SLACK__SIGNING_SECRET")
+    with pytest.raises(ValueError, match="signing_secret"):
+        SlackStage(load_settings(None), engine)

@@ -22,7 +22,8 @@ METHOD_SCOPES = {
 # Event listened to -> (bot events to subscribe, scopes they need).
 EVENT_SCOPES = {
     "app_home_opened": (["app_home_opened"], []),
-    "message": (["message.channels", "message.groups"], ["channels:history", "groups:history"]),
+    "message": (["message.channels", "message.groups", "message.im"],
+                ["channels:history", "groups:history", "im:history"]),
 }
 
 

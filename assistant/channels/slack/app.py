@@ -28,6 +28,7 @@ from ...logs import get_logger
 from ...store.db import session_scope
 from ...vocabulary import INTENTS, STAFF_CHANNELS, STAFF_VERIFICATION_METHODS
 from . import cards
+from . import intake as chat
 
 log = get_logger("slack")
 
@@ -291,6 +292,21 @@ class Desk:
             self.act(item["ref"], user, "settle", lambda s: workflow.settle(
                 s, self.settings, item["ref"], item["system"], item["outcome"], by=actor(user)))
 
+        @app.action("dsr_requester", matchers=approver)
+        def requester(ack, body, action):  # noqa: ANN001
+            ack()
+            ref = action["value"]
+            self.open_modal(body, _modal("dsr_requester_modal", f"Requester {ref}", ref, [
+                _input("name", "Name", _text_input(multiline=False), True),
+                _input("email", "Email", {"type": "email_text_input", "action_id": "value"},
+                       True)], "Save"))
+
+        @app.action("dsr_show")
+        def show(ack, body, action, respond):  # noqa: ANN001
+            ack()
+            respond(response_type="ephemeral", replace_original=False,
+                    **self.case_message(action["value"]))
+
         @app.action(re.compile("^dsr_"))
         def refused(ack, body, action):  # noqa: ANN001
             ack()
@@ -360,6 +376,13 @@ class Desk:
             self.act(ref, user, "intents", lambda s: workflow.change_intents(
                 s, self.settings, ref, chosen, by=actor(user)))
 
+        @app.view("dsr_requester_modal", matchers=approver)
+        def corrected(ack, body, view):  # noqa: ANN001
+            ack()
+            ref, user = view["private_metadata"], _user(body)
+            self.act(ref, user, "requester", lambda s: workflow.correct_requester(
+                s, ref, email=_value(view, "email"), name=_value(view, "name"), by=actor(user)))
+
         @app.view("dsr_new_modal")
         def logged(ack, body, view):  # noqa: ANN001
             ack()
@@ -397,7 +420,13 @@ class Desk:
 
         @app.event("message")
         def message(event):  # noqa: ANN001
-            self.note(event)
+            if event.get("bot_id") or event.get("subtype") or not event.get("text"):
+                return
+            if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
+                self.note(event)
+            elif (event.get("channel_type") == "im"
+                  or (event.get("channel") and event.get("channel") == self.settings.slack.intake_channel)):
+                self.chat_intake(event)
 
     # -- what listeners show and do ------------------------------------------------------------
 
@@ -459,13 +488,59 @@ class Desk:
         self.tell(user, f"{ref} opened: received {received.isoformat()} by {channel}.")
         return ref
 
+    def chat_intake(self, event: dict[str, Any]) -> str | None:
+        """A message to the bot or in the intake channel: stored once, then a note on the case it
+        names, or a new case (channel slack) confirmed in its thread."""
+        with session_scope(self.engine) as session:
+            stored = chat.store_chat(session, event)
+            if stored is None:
+                return None  # Slack retried; the first delivery was kept
+            message_id = stored.id
+        text, user = event["text"], event.get("user") or "?"
+        prefix = re.escape(self.settings.cases.reference_prefix)
+        named = re.search(rf"(?<![A-Za-z0-9]){prefix}-\d{{4}}-\d{{4,}}", text, re.I)
+        org = self.settings.slack.intake_org or self.settings.organizations[0].id
+        with session_scope(self.engine) as session:
+            from ...store.models import Message
+
+            message = session.get(Message, message_id)
+            if named:
+                try:
+                    case = workflow.note_message(session, named.group(0).upper(), message,
+                                                 actor(user))
+                except workflow.CaseError:
+                    named = None
+                else:
+                    ref = case.ref
+            if not named:
+                email, name = chat.requester_of(text)
+                case = workflow.open_request(
+                    session, self.settings, org_id=org, channel="slack",
+                    received_at=chat.received_at(event["ts"]), requester=email,
+                    requester_name=name, subject="", body=text, message=message,
+                    actor=actor(user), acknowledge=False)
+                message.status = "processed"
+                session.add(message)
+                ref = case.ref
+                session.flush()
+                view = desk.desk_view(session, self.settings, ref)
+                org_name = self.settings.organization(org).name
+                cards.queue_thread_reply(
+                    session, view["case_id"], event["channel"], event["ts"],
+                    cards.card_text(view), cards.intake_blocks(view, org_name),
+                    key=f"slack:intake:{event['channel']}:{event['ts']}")
+            session.flush()
+            cards.sync_card(session, self.settings, ref)
+        self.on_change()
+        log.info("chat message taken in", extra={"ref": ref, "linked": bool(named)})
+        return ref
+
     def note(self, event: dict[str, Any]) -> None:
         """A reply in a card's thread is kept as an internal note on the case."""
         thread, channel = event.get("thread_ts"), event.get("channel")
-        if not thread or event.get("bot_id") or event.get("subtype") or not event.get("text"):
-            return
         with session_scope(self.engine) as session:
-            ref = cards.case_of_card(session, channel, thread)
+            ref = cards.case_of_card(session, channel, thread) or chat.case_of_chat(
+                session, channel, thread)
             if ref is None:
                 return
             workflow.record_note(session, ref, actor(event.get("user") or "?"),

@@ -59,13 +59,9 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def _evidence(view: dict[str, Any]) -> str:
-    for event in view["events"]:
-        if event["kind"] in ("opened", "intent_added"):
-            detail = event["detail"]
-            found = detail.get("evidence") or detail.get("matched")
-            if found:
-                return f" (matched: {_text(json.dumps(found, ensure_ascii=False))[:300]})"
-    return ""
+    found = view.get("evidence") or {}
+    lines = [f"{intent}: {', '.join(words)}" for intent, words in found.items() if words]
+    return ("\n_matched_ " + _text("; ".join(lines)))[:600] if lines else ""
 
 
 def card_blocks(view: dict[str, Any], org_name: str) -> list[dict[str, Any]]:
@@ -263,3 +259,29 @@ def case_of_card(session: Session, channel: str | None, ts: str) -> str | None:
             case = session.get(Case, row.case_id)
             return case.ref if case is not None else None
     return None
+
+
+def queue_thread_reply(session: Session, case_id: int, channel: str, thread_ts: str, text: str,
+                       blocks: list[dict[str, Any]], key: str,
+                       now: datetime | None = None) -> Outbox | None:
+    """A message in a thread (the confirmation of a chat intake), through the outbox, once."""
+    return _row(session, key, case_id, "chat.postMessage",
+                {"channel": channel, "thread_ts": thread_ts, "text": text, "blocks": blocks},
+                _newest_event(session, case_id), now or utcnow())
+
+
+def intake_blocks(view: dict[str, Any], org_name: str) -> list[dict[str, Any]]:
+    """What was understood from a chat note, with buttons to correct it."""
+    case = view["case"]
+    who = case["requester_name"] or "unknown name"
+    who += f" <{case['requester']}>" if case["requester"] else " (no address found)"
+    verified = "verified" if case["verified"] else "ID not verified yet"
+    text = (f"Opened *{case['ref']}* for {_text(org_name)}: {_text(who)}; asks for "
+            f"{_text(', '.join(case['intents']) or 'something unclear')}; received "
+            f"{(case['received_at'] or '')[:16].replace('T', ' ')} UTC, due {case['due']} "
+            f"({verified}).")
+    return [_section(text), {"type": "actions", "elements": [
+        _button("Change intents", "dsr_intents", case["ref"]),
+        _button("Correct requester", "dsr_requester", case["ref"]),
+        _button("Show case", "dsr_show", case["ref"]),
+    ]}]

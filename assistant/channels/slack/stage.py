@@ -75,6 +75,9 @@ class SlackStage:
                  on_change: Callable[[], None] | None = None, port: int | None = None,
                  sync_seconds: float = 5.0) -> None:
         self.settings, self.engine = settings, engine
+        if not settings.slack.app_token and not settings.slack.signing_secret:
+            raise ValueError("slack: HTTP mode needs slack.signing_secret (or set slack.app_token "
+                             "for Socket Mode)")
         self.desk = Desk(settings, engine, client=client, on_change=on_change)
         self.sync_seconds = sync_seconds
         self.on_change = on_change or (lambda: None)
