@@ -61,6 +61,7 @@ class Service:
         self.stop_event = threading.Event()
         # SQLite: the stages' writes take turns in Python, the listener first (store/gate.py).
         gate = WriteGate() if self.engine.dialect.name == "sqlite" else None
+        self.gate = gate
         self.worker = Worker(self.engine, settings, poll_seconds=worker_poll, gate=gate)
         self.sender = Sender(self.engine, settings, poll_seconds=sender_poll,
                              base_delay=sender_base_delay, gate=gate)
@@ -99,7 +100,8 @@ class Service:
             # The review desk: Socket Mode with an app token, else HTTP with the signing secret.
             from .channels.slack.stage import SlackStage
 
-            self.slack = SlackStage(self.settings, self.engine, on_change=self.sender.wake)
+            self.slack = SlackStage(self.settings, self.engine, on_change=self.sender.wake,
+                                    gate=self.gate)
             self.slack.start()
             self._thread("slack-cards", self.slack.run_sync)
 

@@ -14,7 +14,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Engine
 from ... import desk, workflow
 from ...config import Settings
 from ...logs import get_logger
+from ...store import gate as write_gate
 from ...store.db import session_scope
 from ...vocabulary import INTENTS, STAFF_CHANNELS, STAFF_VERIFICATION_METHODS
 from . import cards
@@ -152,8 +154,9 @@ class Desk:
     """The Bolt app and what its listeners share: settings, the database, the approvers."""
 
     def __init__(self, settings: Settings, engine: Engine, *, client: WebClient | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
-        self.settings, self.engine = settings, engine
+                 on_change: Callable[[], None] | None = None,
+                 gate: write_gate.WriteGate | None = None) -> None:
+        self.settings, self.engine, self.gate = settings, engine, gate
         slack = settings.slack
         self.client = client or WebClient(token=slack.bot_token, base_url=slack.api_url)
         self.on_change = on_change or (lambda: None)
@@ -164,6 +167,13 @@ class Desk:
         self._register()
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """A fresh write session; on SQLite it takes its turn at the service's write gate ahead
+        of the background stages (a person is waiting)."""
+        with write_gate.urgent(self.gate), session_scope(self.engine) as session:
+            yield session
 
     def is_approver(self, body: dict[str, Any]) -> bool:
         return self.approvers.allows(_user(body))
@@ -183,7 +193,7 @@ class Desk:
         """Run one case action in a fresh session, then bring the card up to date. A refused
         action (an illegal transition, a second approval) is told to the person; nothing else."""
         try:
-            with session_scope(self.engine) as session:
+            with self.write() as session:
                 action(session)
                 session.flush()
                 # The card's update is queued in the same transaction as the change it shows.
@@ -200,7 +210,7 @@ class Desk:
         user = _user(body)
         if ref:
             try:
-                with session_scope(self.engine) as session:
+                with self.write() as session:
                     workflow.record_refusal(session, ref, actor(user or "?"), what)
             except workflow.CaseError:
                 pass
@@ -475,7 +485,7 @@ class Desk:
         org_id = _value(view, "org") or self.settings.organizations[0].id
         channel = _value(view, "channel") or "phone"
         ref = None
-        with session_scope(self.engine) as session:
+        with self.write() as session:
             case = workflow.open_request(
                 session, self.settings, org_id=org_id, channel=channel, received_at=received,
                 requester=(_value(view, "email") or "").strip().lower() or None,
@@ -491,7 +501,7 @@ class Desk:
     def chat_intake(self, event: dict[str, Any]) -> str | None:
         """A message to the bot or in the intake channel: stored once, then a note on the case it
         names, or a new case (channel slack) confirmed in its thread."""
-        with session_scope(self.engine) as session:
+        with self.write() as session:
             stored = chat.store_chat(session, event)
             if stored is None:
                 return None  # Slack retried; the first delivery was kept
@@ -500,7 +510,7 @@ class Desk:
         prefix = re.escape(self.settings.cases.reference_prefix)
         named = re.search(rf"(?<![A-Za-z0-9]){prefix}-\d{{4}}-\d{{4,}}", text, re.I)
         org = self.settings.slack.intake_org or self.settings.organizations[0].id
-        with session_scope(self.engine) as session:
+        with self.write() as session:
             from ...store.models import Message
 
             message = session.get(Message, message_id)
@@ -538,7 +548,7 @@ class Desk:
     def note(self, event: dict[str, Any]) -> None:
         """A reply in a card's thread is kept as an internal note on the case."""
         thread, channel = event.get("thread_ts"), event.get("channel")
-        with session_scope(self.engine) as session:
+        with self.write() as session:
             ref = cards.case_of_card(session, channel, thread) or chat.case_of_chat(
                 session, channel, thread)
             if ref is None:

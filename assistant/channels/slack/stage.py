@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from ...config import Settings
 from ...logs import get_logger
+from ...store import gate as write_gate
 from ...store.db import session_scope
 from . import cards
 from .app import Desk
@@ -73,12 +74,13 @@ class SlackStage:
 
     def __init__(self, settings: Settings, engine: Engine, *, client: WebClient | None = None,
                  on_change: Callable[[], None] | None = None, port: int | None = None,
-                 sync_seconds: float = 5.0) -> None:
+                 sync_seconds: float = 5.0, gate: write_gate.WriteGate | None = None) -> None:
         self.settings, self.engine = settings, engine
         if not settings.slack.app_token and not settings.slack.signing_secret:
             raise ValueError("slack: HTTP mode needs slack.signing_secret (or set slack.app_token "
                              "for Socket Mode)")
-        self.desk = Desk(settings, engine, client=client, on_change=on_change)
+        self.gate = gate
+        self.desk = Desk(settings, engine, client=client, on_change=on_change, gate=gate)
         self.sync_seconds = sync_seconds
         self.on_change = on_change or (lambda: None)
         self.socket_mode = bool(settings.slack.app_token)
@@ -107,7 +109,7 @@ class SlackStage:
         log.info("slack listening", extra={"mode": "http", "port": self.port, "path": PATH})
 
     def sync_once(self) -> int:
-        with session_scope(self.engine) as session:
+        with write_gate.background(self.gate), session_scope(self.engine) as session:
             queued = cards.sync_cards(session, self.settings)
         if queued:
             self.on_change()
