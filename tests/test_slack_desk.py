@@ -340,9 +340,23 @@ def test_change_intents_redrafts(listener, engine, desk_settings, sender, stage,
     settle = [e for b in update["blocks"] if b["type"] == "actions" for e in b["elements"]
               if e["action_id"].startswith("dsr_settle:") and e["action_id"].endswith(":done")]
     assert settle
-    for n, element in enumerate(settle, 1):
+    keep = [e for b in update["blocks"] if b["type"] == "actions" for e in b["elements"]
+            if e["action_id"].startswith("dsr_keep:")]
+    # One system kept under a law, through its modal; the rest deleted.
+    click(stage.port, APPROVER, keep[0]["action_id"], keep[0]["value"])
+    [opened] = wait_for(lambda: slack_api.named("views.open"))
+    view = json.loads(opened["view"]) if isinstance(opened["view"], str) else opened["view"]
+    submit(stage.port, APPROVER, "dsr_keep_modal", view["private_metadata"], {
+        "law": text_value("bokføringsloven § 13"),
+        "until": {"type": "datepicker", "selected_date": "2031-12-31"}})
+    wait_for(lambda: ("erasure_kept", f"slack:{APPROVER}") in kinds(engine, ref))
+    kept_system = json.loads(keep[0]["value"])["system"]
+    rest = [e for e in settle if json.loads(e["value"])["system"] != kept_system]
+    for n, element in enumerate(rest, 1):
         click(stage.port, APPROVER, element["action_id"], element["value"])
         wait_for(lambda n=n: sum(1 for k in kinds(engine, ref) if k[0] == "erasure_done") >= n)
+    [reply] = pending(engine, ref)
+    assert "bokføringsloven § 13" in reply.body
 
 
 def test_the_suppression_checklist_is_ticked_from_the_card(

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from slack_bolt import App
@@ -147,6 +147,8 @@ def _value(view: dict[str, Any], block_id: str) -> Any:
         return [o["value"] for o in element.get("selected_options") or []]
     if kind == "datetimepicker":
         return element.get("selected_date_time")
+    if kind == "datepicker":
+        return element.get("selected_date")
     return element.get("value")
 
 
@@ -302,6 +304,17 @@ class Desk:
             self.act(item["ref"], user, "settle", lambda s: workflow.settle(
                 s, self.settings, item["ref"], item["system"], item["outcome"], by=actor(user)))
 
+        @app.action(re.compile(f"^{cards.KEEP}:"), matchers=approver)
+        def keep(ack, body, action):  # noqa: ANN001
+            ack()
+            item = json.loads(action["value"])
+            self.open_modal(body, _modal(
+                "dsr_keep_modal", "Kept by law", json.dumps(item), [
+                    _input("law", "The provision (e.g. bokføringsloven § 13)",
+                           _text_input(multiline=False)),
+                    _input("until", "Kept until", {"type": "datepicker", "action_id": "value"}),
+                ], "Settle"))
+
         @app.action("dsr_requester", matchers=approver)
         def requester(ack, body, action):  # noqa: ANN001
             ack()
@@ -386,6 +399,21 @@ class Desk:
             self.act(ref, user, "intents", lambda s: workflow.change_intents(
                 s, self.settings, ref, chosen, by=actor(user)))
 
+        @app.view("dsr_keep_modal", matchers=approver)
+        def kept(ack, body, view):  # noqa: ANN001
+            law = required(view, "law", ack)
+            if law is None:
+                return
+            until = _value(view, "until")
+            if not until:
+                ack(response_action="errors", errors={"until": "Required."})
+                return
+            ack()
+            item, user = json.loads(view["private_metadata"]), _user(body)
+            self.act(item["ref"], user, "settle", lambda s: workflow.settle(
+                s, self.settings, item["ref"], item["system"], "kept", by=actor(user), law=law,
+                until=date.fromisoformat(until)))
+
         @app.view("dsr_requester_modal", matchers=approver)
         def corrected(ack, body, view):  # noqa: ANN001
             ack()
@@ -401,7 +429,9 @@ class Desk:
         @app.view(re.compile("^dsr_"))
         def refused_view(ack, body, view):  # noqa: ANN001
             ack()
-            self.refuse(body, view["callback_id"], view.get("private_metadata") or None)
+            meta = view.get("private_metadata") or ""
+            ref = json.loads(meta)["ref"] if meta.startswith("{") else meta
+            self.refuse(body, view["callback_id"], ref or None)
 
         # -- /dsr ------------------------------------------------------------------------------
 

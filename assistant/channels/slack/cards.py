@@ -28,6 +28,7 @@ EVENTS_SHOWN = 6
 ACTIONS = ("dsr_approve", "dsr_edit", "dsr_reject", "dsr_extend", "dsr_verify", "dsr_intents")
 TICK = "dsr_tick"
 SETTLE = "dsr_settle"
+KEEP = "dsr_keep"
 OUTCOME_LABELS = {"done": "Done", "none": "None held", "suppressed": "Suppressed"}
 ACTION_WORDS = {
     "approved": "approved", "rejected": "rejected", "notice_approved": "approved the notice",
@@ -122,7 +123,9 @@ def card_blocks(view: dict[str, Any], org_name: str) -> list[dict[str, Any]]:
                 blocks.append({"type": "actions", "elements": [
                     _button(OUTCOME_LABELS[o], f"{SETTLE}:{task['system']}:{o}"[:255],
                             json.dumps({"ref": ref, "system": task["system"], "outcome": o}))
-                    for o in ("done", "suppressed")]})
+                    for o in ("done", "suppressed")] + [
+                    _button("Kept by law…", f"{KEEP}:{task['system']}"[:255],
+                            json.dumps({"ref": ref, "system": task["system"]}))]})
     for draft in view["drafts"]:
         flagged = [s for s in draft["sections"] if s["flagged"]]
         if flagged:
