@@ -278,7 +278,6 @@ class Sender:
                 session.add(row)
                 log.info("slack update skipped", extra={"outbox": row_id, "why": "overtaken"})
                 return SENT
-        retry_at = None
         try:
             response = deliver_slack(self.slack_client(), payload)
         except SlackRateLimited as exc:

@@ -1,6 +1,6 @@
 """From a request someone made to a case with a drafted reply: the core's one road.
 
-Channels (the CLI, the email intake worker; Slack later) hand over what the person wrote; this
+Channels (the CLI, the email intake worker, the Slack desk) hand over what the person wrote; this
 module understands it, opens the case, keeps the text (masked) beside the case and drafts the
 reply as soon as the case may have one: at once when verification is not needed, else on
 verification. Nothing here sends anything: mail to the requester is written as an outbox row

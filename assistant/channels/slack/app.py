@@ -39,10 +39,6 @@ GROUP_CACHE_SECONDS = 300.0
 INPUT_LIMIT = 3000
 DUE_SOON_WORKING_DAYS = 7
 
-# The Web API methods this code calls (the manifest's scopes follow from them; a test checks).
-API_METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral", "views.open",
-               "views.publish", "usergroups.users.list", "auth.test")
-
 
 def actor(user_id: str) -> str:
     return f"slack:{user_id}"
