@@ -641,3 +641,24 @@ def test_a_card_update_overtaken_by_a_newer_one_is_not_sent(
         rows = session.execute(select(Outbox).where(Outbox.kind == "slack")).scalars().all()
         assert {r.state for r in rows} == {"sent"}
         assert any("overtaken" in (r.last_error or "") for r in rows)
+
+
+def test_the_click_is_answered_before_the_work_is_done(
+        listener, engine, desk_settings, sender, stage, slack_api, monkeypatch):
+    import threading
+
+    ref = verified_case(listener, engine, desk_settings, sender, stage)
+    release, started = threading.Event(), threading.Event()
+    real = workflow.record_refusal
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "record_refusal", held)
+    # Slack has its answer while the listener is still held in its work.
+    assert click(stage.port, STRANGER, "dsr_approve", ref)[0] == 200
+    assert started.wait(15) and ("desk_refused", f"slack:{STRANGER}") not in kinds(engine, ref)
+    release.set()
+    wait_for(lambda: ("desk_refused", f"slack:{STRANGER}") in kinds(engine, ref))
