@@ -478,9 +478,14 @@ def test_dsr_new_opens_a_case_from_the_real_receipt_time(engine, desk_settings, 
 def test_dsr_due_and_the_app_home_list_open_cases_most_urgent_first(
         listener, engine, desk_settings, sender, stage, slack_api):
     ref = by_mail(listener, engine, desk_settings, sender)
+    with session_scope(engine) as session:
+        old = workflow.open_request(
+            session, desk_settings, org_id="bagges", channel="letter",
+            received_at=utcnow() - timedelta(days=27), requester="per@example.no",
+            body="Jeg vil ha innsyn i hva dere har lagret om meg.").ref
     command(stage.port, APPROVER, "due", slack_api.url + "respond")
     [answer] = wait_for(lambda: slack_api.named("respond"))
-    assert "No open case" in answer["text"] or ref in answer["text"]
+    assert old in answer["text"] and ref not in answer["text"]
     body = json.dumps({"token": "legacy", "team_id": "T1", "api_app_id": "A1",
                        "type": "event_callback", "event_id": "Ev2", "event_time": 1700000100,
                        "event": {"type": "app_home_opened", "user": APPROVER, "channel": "D1",
@@ -488,7 +493,9 @@ def test_dsr_due_and_the_app_home_list_open_cases_most_urgent_first(
     post(stage.port, body, signed_headers(body, content_type="application/json"))
     [published] = wait_for(lambda: slack_api.named("views.publish"))
     view = json.loads(published["view"]) if isinstance(published["view"], str) else published["view"]
-    assert ref in json.dumps(view) and published["user_id"] == APPROVER
+    shown = json.dumps(view)
+    assert published["user_id"] == APPROVER
+    assert old in shown and ref in shown and shown.index(old) < shown.index(ref)
 
 
 def test_two_approvers_clicking_at_once_send_one_reply(
