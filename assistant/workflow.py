@@ -41,7 +41,9 @@ from .drafting import (
 )
 from .logs import get_logger
 from .mail import compose as outgoing
-from .store.models import Case, Draft, ErasureTask, Message, Outbox, Verification, utcnow
+from .store.models import (
+    Case, Draft, ErasureTask, Event, Message, Outbox, Verification, utcnow,
+)
 from .text import fold
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
@@ -658,9 +660,20 @@ def record_refusal(session: Session, ref: str, actor: str, action: str) -> None:
     cases.record_event(session, cases.get_case(session, ref), actor, "desk_refused", action=action)
 
 
-def record_note(session: Session, ref: str, actor: str, text: str, **detail: Any) -> None:
-    """An internal note on the case (a reply in its card's thread); never sent to anyone."""
-    cases.record_event(session, cases.get_case(session, ref), actor, "note", text=text, **detail)
+def record_note(session: Session, ref: str, actor: str, text: str, ts: str | None = None) -> bool:
+    """An internal note on the case (a reply in its card's thread); never sent to anyone. A note
+    with a Slack ts is kept once (Slack retries an event it thinks was lost). True if kept."""
+    case = cases.get_case(session, ref)
+    if ts is not None:
+        seen = session.execute(select(Event.id).where(
+            Event.case_id == case.id, Event.kind == "note",
+            Event.detail.like(f'%"ts": {json.dumps(ts)}%'))).first()
+        if seen:
+            return False
+        cases.record_event(session, case, actor, "note", text=text, ts=ts)
+    else:
+        cases.record_event(session, case, actor, "note", text=text)
+    return True
 
 
 def edit_draft(session: Session, ref: str, body: str, by: str) -> Draft:

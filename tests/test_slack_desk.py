@@ -403,6 +403,13 @@ def test_a_reply_in_the_cards_thread_is_an_internal_note(
                                  "channel_type": "channel"}})
     assert post(stage.port, body, signed_headers(body, content_type="application/json"))[0] == 200
     wait_for(lambda: ("note", f"slack:{APPROVER}") in kinds(engine, ref))
+    # Slack retrying the event keeps the note once.
+    headers = signed_headers(body, content_type="application/json") | {"X-Slack-Retry-Num": "1"}
+    assert post(stage.port, body, headers)[0] == 200
+    with session_scope(engine) as session:
+        workflow.record_note(session, ref, "staff", "sist", ts="1700000200.000001")
+    wait_for(lambda: ("note", "staff") in kinds(engine, ref))
+    assert kinds(engine, ref).count(("note", f"slack:{APPROVER}")) == 1
 
 
 # -- resilience ----------------------------------------------------------------------------------
