@@ -79,9 +79,9 @@ def claim_next(session: Session, now: datetime, lease: timedelta = LEASE,
     row = session.execute(text(
         "UPDATE outbox SET state = :sending, attempts = attempts + 1, next_attempt_at = :until"
         " WHERE state IN (:pending, :sending) AND id = ("
-        f" SELECT id FROM outbox WHERE kind = '{kind}' AND state IN (:pending, :sending)"
+        " SELECT id FROM outbox WHERE kind = :kind AND state IN (:pending, :sending)"
         f" AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT 1{lock}) RETURNING id"
-    ), {"sending": SENDING, "pending": PENDING, "now": _naive(now),
+    ), {"sending": SENDING, "pending": PENDING, "now": _naive(now), "kind": kind,
         "until": _naive(now + lease)}).first()
     if row is None:
         return None
