@@ -676,3 +676,15 @@ def test_the_click_is_answered_before_the_work_is_done(
     assert started.wait(15) and ("desk_refused", f"slack:{STRANGER}") not in kinds(engine, ref)
     release.set()
     wait_for(lambda: ("desk_refused", f"slack:{STRANGER}") in kinds(engine, ref))
+
+
+def test_the_desk_starts_while_slack_is_unreachable(desk_settings, engine, monkeypatch):
+    from assistant.config import load_settings
+
+    monkeypatch.setenv("DSR_SLACK__API_URL", f"http://127.0.0.1:{free_port()}/api/")
+    desk = SlackStage(load_settings(None), engine, port=0)
+    desk.start()
+    try:
+        assert desk.port
+    finally:
+        desk.stop()

@@ -161,6 +161,9 @@ class Desk:
         self.approvers = Approvers(settings, self.client)
         self.app = App(client=self.client, signing_secret=slack.signing_secret or "",
                        process_before_response=False,
+                       # auth.test on the first request, not at start: the service starts (and
+                       # mail keeps flowing) while Slack is unreachable.
+                       token_verification_enabled=False,
                        request_verification_enabled=not slack.app_token)
         self._register()
 
