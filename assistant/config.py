@@ -108,6 +108,10 @@ class SlackSettings(_Section):
     review_channel: str | None = None
     manager_channel: str | None = None
     approvers: list[str] = []
+    # Chat intake: a direct message to the bot, or a message in this channel, opens a case for
+    # `intake_org` (default: the first organisation).
+    intake_channel: str | None = None
+    intake_org: str | None = None
 
     @property
     def enabled(self) -> bool:

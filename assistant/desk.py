@@ -10,6 +10,7 @@ generated text of an edited draft, and the drafts a redraft superseded.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -57,8 +58,33 @@ def desk_view(session: Session, settings: Settings, ref: str) -> dict[str, Any]:
                for d in drafts if d["id"] not in shown_ids]
     return {
         "case": cases.case_summary(case),
+        "case_id": case.id,
         "pending": bool(pending),
         "drafts": views,
         "erasure_tasks": details["erasure_tasks"],
+        "checklists": details["checklists"],
+        "evidence": workflow.evidence(session, case),
+        "events": details["events"],
+        "working_days_left": working_days_left(settings, case.due, case.state),
         "earlier": earlier,
     }
+
+
+def working_days_left(settings: Settings, due: date | None, state: str,
+                      today: date | None = None) -> int | None:
+    """Working days from today up to and including the due date (negative when overdue)."""
+    if due is None or state in cases.FINISHED_STATES:
+        return None
+    calendar = cases._calendar(settings)
+    today = today or datetime.now(cases.OSLO).date()
+    if due < today:
+        return -sum(1 for n in range((today - due).days)
+                    if calendar.is_working_day(due + timedelta(days=n + 1)))
+    return sum(1 for n in range((due - today).days)
+               if calendar.is_working_day(today + timedelta(days=n + 1)))
+
+
+def open_case_refs(session: Session) -> list[str]:
+    """References of the cases still open (not answered, closed or rejected), most urgent first."""
+    found = [c for c in cases.list_cases(session) if c.state not in cases.FINISHED_STATES]
+    return [c.ref for c in sorted(found, key=lambda c: (c.due or date.max, c.id))]

@@ -16,10 +16,17 @@ module only delivers rows:
   a local file write, so claim, write and `sent` are one transaction and no lease is needed.
 - Delivering an approved reply makes the case ``answered`` (cases.mark_delivered); every other mail
   about a case is an audit event.
+- Slack rows (kind ``slack``, written by the review desk and the scheduler) hold the JSON
+  ``{"method": "chat.postMessage" | "chat.update", "args": {...}}`` and are delivered by
+  `deliver_slack` through slack_sdk's WebClient at ``slack.api_url``, with the same claim, lease and
+  backoff; a 429 puts the row back until its Retry-After has passed. The answer of a post (its
+  ``channel`` and ``ts``) is kept in the payload under ``"response"``, so a card can be updated in
+  place. A card update overtaken by a newer update of the same card is skipped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import mailbox
 import smtplib
@@ -57,16 +64,24 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def claim_next(session: Session, now: datetime, lease: timedelta = LEASE) -> Outbox | None:
-    """Claim the next due email row (or one whose sender died) for `lease`; None when none."""
+SLACK_METHODS = ("chat.postMessage", "chat.update")
+# A card's rows (the post, then its updates) share this dedup key prefix: slack:card:<case id>
+CARD_KEY = "slack:card:"
+
+
+def claim_next(session: Session, now: datetime, lease: timedelta = LEASE,
+               kind: str = "email") -> Outbox | None:
+    """Claim the next due row of `kind` (or one whose sender died) for `lease`; None when none."""
+    if kind not in ("email", "slack"):
+        raise ValueError(f"unknown outbox kind {kind!r}")
     postgres = session.get_bind().dialect.name == "postgresql"
     lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
     row = session.execute(text(
         "UPDATE outbox SET state = :sending, attempts = attempts + 1, next_attempt_at = :until"
         " WHERE state IN (:pending, :sending) AND id = ("
-        " SELECT id FROM outbox WHERE kind = 'email' AND state IN (:pending, :sending)"
+        " SELECT id FROM outbox WHERE kind = :kind AND state IN (:pending, :sending)"
         f" AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT 1{lock}) RETURNING id"
-    ), {"sending": SENDING, "pending": PENDING, "now": _naive(now),
+    ), {"sending": SENDING, "pending": PENDING, "now": _naive(now), "kind": kind,
         "until": _naive(now + lease)}).first()
     if row is None:
         return None
@@ -89,6 +104,7 @@ class Sender:
         self.base_delay, self.max_delay = base_delay, max_delay
         self.poll_seconds, self.timeout, self.lease = poll_seconds, timeout, lease
         self._wake = threading.Event()
+        self._slack_client: object | None = None
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -171,7 +187,8 @@ class Sender:
         return state
 
     def _settle(self, row_id: int, attempts: int, state: str, error: str | None,
-                moment: datetime) -> str:
+                moment: datetime, *, retry_at: datetime | None = None, what: str = "mail",
+                response: dict | None = None) -> str:
         with write_gate.background(self.gate), session_scope(self.engine) as session:
             row = session.execute(select(Outbox).where(Outbox.id == row_id).with_for_update()
                                   ).scalars().one()
@@ -180,23 +197,28 @@ class Sender:
                 return row.state
             row.state, row.last_error = state, error
             if state == PENDING:
-                row.next_attempt_at = moment + self.backoff(attempts)
+                row.next_attempt_at = retry_at or (moment + self.backoff(attempts))
             if state == SENT:
                 row.sent_at = utcnow()
-                self._record_delivery(session, row)
+                if row.kind == "slack":
+                    kept = json.loads(row.payload)
+                    kept["response"] = response or {}
+                    row.payload = json.dumps(kept, ensure_ascii=False).encode()
+                else:
+                    self._record_delivery(session, row)
             session.add(row)
-        self._log(row_id, attempts, state, error)
+        self._log(row_id, attempts, state, error, what)
         return state
 
     @staticmethod
-    def _log(row_id: int, attempts: int, state: str, error: str | None) -> None:
+    def _log(row_id: int, attempts: int, state: str, error: str | None, what: str = "mail") -> None:
         extra = {"outbox": row_id, "attempts": attempts, "state": state}
         if state == SENT:
-            log.info("mail delivered", extra=extra)
+            log.info(f"{what} delivered", extra=extra)
         elif state == PENDING:
-            log.warning("mail delayed", extra=extra | {"error": error})
+            log.warning(f"{what} delayed", extra=extra | {"error": error})
         else:
-            log.error("mail failed", extra=extra | {"error": error})
+            log.error(f"{what} failed", extra=extra | {"error": error})
 
     @staticmethod
     def _record_delivery(session: Session, row: Outbox) -> None:
@@ -218,15 +240,58 @@ class Sender:
 
     def send_due(self, now: datetime | None = None, limit: int | None = None,
                  stop: threading.Event | None = None) -> int:
-        """Deliver what is due; how many rows were handled (sent, delayed or failed)."""
+        """Deliver what is due (mail, then Slack when Slack is on); how many rows were handled
+        (sent, delayed or failed)."""
         done = 0
-        while limit is None or done < limit:
-            if stop is not None and stop.is_set():
+        for send in (self.send_one, self.send_slack_one):
+            if send is self.send_slack_one and not self.settings.slack.enabled:
                 break
-            if self.send_one(now) is None:
-                break
-            done += 1
+            while limit is None or done < limit:
+                if stop is not None and stop.is_set():
+                    break
+                if send(now) is None:
+                    break
+                done += 1
         return done
+
+    # -- Slack -----------------------------------------------------------------------------------
+
+    def slack_client(self) -> object:
+        if self._slack_client is None:
+            from slack_sdk import WebClient
+
+            slack = self.settings.slack
+            self._slack_client = WebClient(token=slack.bot_token, base_url=slack.api_url,
+                                           timeout=int(self.timeout))
+        return self._slack_client
+
+    def send_slack_one(self, now: datetime | None = None) -> str | None:
+        """Claim one due Slack row and deliver it; its new state, or None when nothing is due."""
+        moment = now or utcnow()
+        with write_gate.background(self.gate), session_scope(self.engine) as session:
+            row = claim_next(session, moment, self.lease, kind="slack")
+            if row is None:
+                return None
+            row_id, attempts, payload = row.id, row.attempts, row.payload
+            if _overtaken(session, row):
+                row.state, row.last_error, row.sent_at = SENT, "overtaken by a newer update", utcnow()
+                session.add(row)
+                log.info("slack update skipped", extra={"outbox": row_id, "why": "overtaken"})
+                return SENT
+        try:
+            response = deliver_slack(self.slack_client(), payload)
+        except SlackRateLimited as exc:
+            retry_at = moment + timedelta(seconds=exc.retry_after)
+            return self._settle(row_id, attempts, PENDING, str(exc), moment, retry_at=retry_at,
+                                what="slack")
+        except PermanentFailure as exc:
+            return self._settle(row_id, attempts, FAILED, str(exc), moment, what="slack")
+        except TemporaryFailure as exc:
+            if attempts >= MAX_ATTEMPTS:
+                return self._settle(row_id, attempts, FAILED, f"gave up: {exc}", moment,
+                                    what="slack")
+            return self._settle(row_id, attempts, PENDING, str(exc), moment, what="slack")
+        return self._settle(row_id, attempts, SENT, None, moment, what="slack", response=response)
 
     def wake(self) -> None:
         self._wake.set()
@@ -249,3 +314,61 @@ def _by_code(code: int | None, what: str) -> Exception:
     if code is not None and 500 <= code < 600:
         return PermanentFailure(f"{what} ({code})")
     return TemporaryFailure(f"{what} ({code})")
+
+
+class SlackRateLimited(TemporaryFailure):
+    """Slack answered 429: try again once Retry-After has passed."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limited (retry after {retry_after} s)")
+        self.retry_after = retry_after
+
+
+# Slack errors that a later try may get past; any other `ok: false` needs a person.
+_SLACK_TEMPORARY = {"ratelimited", "service_unavailable", "internal_error", "fatal_error",
+                    "request_timeout"}
+
+
+def deliver_slack(client: object, payload: bytes) -> dict:
+    """Make the one Web API call an outbox row holds; {"channel", "ts"} of what Slack answered.
+    Raises SlackRateLimited on 429, TemporaryFailure when Slack is down or answers 5xx, and
+    PermanentFailure for a row Slack refuses for good (an unknown channel, a bad token)."""
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    try:
+        data = json.loads(payload)
+        method, args = data["method"], dict(data["args"])
+    except (ValueError, KeyError, TypeError):
+        raise PermanentFailure("slack: the row is not {method, args} JSON") from None
+    if method not in SLACK_METHODS:
+        raise PermanentFailure(f"slack: method {method!r} is not delivered from the outbox")
+    try:
+        answer = client.api_call(method, json=args)  # type: ignore[attr-defined]
+    except SlackApiError as exc:
+        status = exc.response.status_code
+        if status == 429:
+            raw = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
+            try:
+                wait = max(1, int(raw if not isinstance(raw, list) else raw[0]))
+            except (TypeError, ValueError):
+                wait = 30
+            raise SlackRateLimited(wait) from None
+        error = str(exc.response.get("error") or status)
+        if status >= 500 or error in _SLACK_TEMPORARY:
+            raise TemporaryFailure(f"slack: {error}") from None
+        raise PermanentFailure(f"slack: {error}") from None
+    except (SlackClientError, OSError, TimeoutError) as exc:
+        raise TemporaryFailure(f"slack: {type(exc).__name__}") from None
+    return {"channel": answer.get("channel"), "ts": answer.get("ts")}
+
+
+def _overtaken(session: Session, row: Outbox) -> bool:
+    """A card update with a newer update of the same card queued after it is not worth sending
+    (it would show an older state of the case)."""
+    if not row.dedup_key.startswith(CARD_KEY) or row.dedup_key.count(":") < 3:
+        return False
+    card = row.dedup_key.rsplit(":", 1)[0]
+    newer = session.execute(select(Outbox.id).where(
+        Outbox.kind == "slack", Outbox.id > row.id,
+        Outbox.dedup_key.like(card.replace("%", "") + ":%"))).first()
+    return newer is not None

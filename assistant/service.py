@@ -62,6 +62,7 @@ class Service:
         self.stop_event = threading.Event()
         # SQLite: the stages' writes take turns in Python, the listener first (store/gate.py).
         gate = WriteGate() if self.engine.dialect.name == "sqlite" else None
+        self.gate = gate
         self.worker = Worker(self.engine, settings, poll_seconds=worker_poll, gate=gate)
         self.sender = Sender(self.engine, settings, poll_seconds=sender_poll,
                              base_delay=sender_base_delay, gate=gate)
@@ -70,6 +71,7 @@ class Service:
         self.scheduler = SchedulerStage(self.engine, settings)
         self.threads: list[threading.Thread] = []
         self.imap: Any = None
+        self.slack: Any = None
 
     def _stored(self) -> None:
         self.worker.wake()
@@ -100,11 +102,21 @@ class Service:
 
             self.imap = ImapListener(self.settings, self.engine)
             self._thread("imap", self.imap.run)
+        if self.settings.slack.enabled:
+            # The review desk: Socket Mode with an app token, else HTTP with the signing secret.
+            from .channels.slack.stage import SlackStage
+
+            self.slack = SlackStage(self.settings, self.engine, on_change=self.sender.wake,
+                                    gate=self.gate)
+            self.slack.start()
+            self._thread("slack-cards", self.slack.run_sync)
 
     def stop(self) -> None:
         """Stop accepting, then let each stage finish what it holds."""
         self.smtp.stop()
         self.scheduler.stop()
+        if self.slack is not None:
+            self.slack.stop()
         self.stop_event.set()
         self.worker.wake()
         self.sender.wake()

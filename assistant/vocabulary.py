@@ -127,6 +127,12 @@ class EventKind(StrEnum):
     # The scheduler: deadlines in motion.
     ESCALATION = "escalation"  # one step of the escalation ladder (detail: step, due, to)
     DEADLINE_MOVED = "deadline_moved"  # the working-day calendar changed under an open case
+    # The Slack review desk.
+    DRAFT_EDITED = "draft_edited"  # staff changed a pending draft; dsr's text stays as version 1
+    INTENTS_CHANGED = "intents_changed"  # staff corrected what the request asks for; redrafted
+    DESK_REFUSED = "desk_refused"  # someone who is not an approver tried to act on the case
+    REQUESTER_CORRECTED = "requester_corrected"  # staff corrected the name or address understood
+    NOTE = "note"  # an internal note (a reply in the card's thread); never sent to the requester
 
 
 class ClockMode(StrEnum):

@@ -1,6 +1,6 @@
 """From a request someone made to a case with a drafted reply: the core's one road.
 
-Channels (the CLI, the email intake worker; Slack later) hand over what the person wrote; this
+Channels (the CLI, the email intake worker, the Slack desk) hand over what the person wrote; this
 module understands it, opens the case, keeps the text (masked) beside the case and drafts the
 reply as soon as the case may have one: at once when verification is not needed, else on
 verification. Nothing here sends anything: mail to the requester is written as an outbox row
@@ -42,7 +42,16 @@ from .drafting import (
 )
 from .logs import get_logger
 from .mail import compose as outgoing
-from .store.models import Case, Draft, ErasureTask, Message, Outbox, Verification, utcnow
+from .store.models import (
+    Case,
+    Draft,
+    ErasureTask,
+    Event,
+    Message,
+    Outbox,
+    Verification,
+    utcnow,
+)
 from .text import fold
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
@@ -692,3 +701,115 @@ def approve(session: Session, settings: Settings, ref: str, by: str,
     queue_mail(session, settings, case, subject=draft.subject, body=draft.body,
                dedup_key=f"draft:{draft.id}", draft=draft, now=now)
     return draft
+
+
+# -- the review desk (Slack) ----------------------------------------------------------------------
+
+# What a refused action raises; the desk catches it here without importing cases.
+CaseError = cases.CaseError
+
+
+def record_refusal(session: Session, ref: str, actor: str, action: str) -> None:
+    """Someone who is not an approver tried to act on the case: nothing changes but the trail."""
+    cases.record_event(session, cases.get_case(session, ref), actor, "desk_refused", action=action)
+
+
+def record_note(session: Session, ref: str, actor: str, text: str, ts: str | None = None) -> bool:
+    """An internal note on the case (a reply in its card's thread); never sent to anyone. A note
+    with a Slack ts is kept once (Slack retries an event it thinks was lost). True if kept."""
+    case = cases.get_case(session, ref)
+    if ts is not None:
+        seen = session.execute(select(Event.id).where(
+            Event.case_id == case.id, Event.kind == "note",
+            Event.detail.like(f'%"ts": {json.dumps(ts)}%'))).first()
+        if seen:
+            return False
+        cases.record_event(session, case, actor, "note", text=text, ts=ts)
+    else:
+        cases.record_event(session, case, actor, "note", text=text)
+    return True
+
+
+def edit_draft(session: Session, ref: str, body: str, by: str) -> Draft:
+    """Staff's wording replaces the pending draft's body (not sent yet); what dsr wrote stays as
+    the earlier version."""
+    if not body.strip():
+        raise CaseError("the edited draft is empty")
+    case = cases.get_case(session, ref, for_update=True)
+    if case.state == "closed":
+        raise CaseError(f"case {case.ref} is closed")
+    draft = cases.pending_draft(session, case)
+    cases.keep_generated(draft, body)
+    session.add(draft)
+    cases.record_event(session, case, by, "draft_edited", draft=draft.id)
+    return draft
+
+
+def change_intents(session: Session, settings: Settings, ref: str, intents: list[str],
+                   by: str) -> Case:
+    """Staff correct what the request asks for; checklists for the new intents are laid out and
+    a case that may have a reply gets one written anew."""
+    known = [i for i in dict.fromkeys(intents) if i in {x.value for x in Intent}]
+    if not known:
+        raise CaseError("name at least one intent")
+    case = cases.get_case(session, ref, for_update=True)
+    if case.state in ("closed", "rejected", "answered"):
+        raise CaseError(f"case {case.ref} is {case.state}")
+    before = json.loads(case.intents)
+    case.intents = json.dumps(known)
+    case.unclear = False
+    session.add(case)
+    cases.record_event(session, case, by, "intents_changed", before=before, after=known)
+    added = [i for i in known if i not in before]
+    org = settings.organization(case.org)
+    lay_out_checklists(session, settings, case, added, by)
+    if "erasure" in added and not cases.erasure_tasks(session, case):
+        cases.create_erasure_tasks(session, case, list(org.systems), by)
+    if case.state in ("verified", "drafted"):
+        draft_for_case(session, settings, case, actor=by)
+    return case
+
+
+def correct_requester(session: Session, ref: str, *, email: str | None, name: str | None,
+                      by: str) -> Case:
+    """Staff correct who the request is from (a chat note understood wrongly)."""
+    case = cases.get_case(session, ref, for_update=True)
+    if case.state in ("closed", "rejected", "answered"):
+        raise CaseError(f"case {case.ref} is {case.state}")
+    changed = []
+    if email is not None and email.strip().lower() != (case.requester or ""):
+        case.requester, changed = email.strip().lower() or None, changed + ["email"]
+    if name is not None and name.strip() != (case.requester_name or ""):
+        case.requester_name, changed = name.strip() or None, changed + ["name"]
+    if changed:
+        session.add(case)
+        cases.record_event(session, case, by, "requester_corrected", fields=changed)
+    return case
+
+
+def note_message(session: Session, ref: str, message: Message, actor: str) -> Case:
+    """A chat message naming a case joins it as an internal note."""
+    case = cases.get_case(session, ref)
+    message.case_id = case.id
+    message.text = mask_personal_numbers(message.text or "")
+    message.status = "processed"
+    session.add(message)
+    cases.record_event(session, case, actor, "note", message=message.id)
+    return case
+
+
+def evidence(session: Session, case: Case) -> dict[str, list[str]]:
+    """Per intent, the words in the request that matched it (what the reviewer is shown)."""
+    text = _request_text(session, case)
+    if not text:
+        return {}
+    result = understand_text(text, default_language=case.language or "nb")
+    return {score.intent: list(score.evidence)[:5] for score in result.scores
+            if score.evidence and score.intent in result.intents}
+
+
+def open_refs(session: Session) -> list[str]:
+    """Open cases, most urgent first (for the desk's lists)."""
+    return [c.ref for c in sorted(
+        (c for c in cases.list_cases(session) if c.state not in cases.FINISHED_STATES),
+        key=lambda c: (c.due or date.max, c.id))]
