@@ -542,12 +542,20 @@ def classify(text: str | None, subject: str, to: str | None, jsonl: bool, eml: s
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageProblem("give the message TEXT, pipe it on stdin, or use --jsonl")
         text = sys.stdin.read()
-    result = _classify_one(conf, text, subject, to)
+    _show_classification(_classify_one(conf, text, subject, to), as_json, explain)
+
+
+def _show_classification(result: Any, as_json: bool, explain: bool,
+                         extra: dict[str, Any] | None = None, notes: tuple[str, ...] = ()) -> None:
+    """One way to print what a message was understood as, for TEXT and for --eml alike:
+    JSON (with `extra` fields), or plain lines (with `notes`), the evidence on --explain."""
     if as_json:
-        data = {"intents": list(result.intents), "language": result.language,
-                "unclear": result.unclear, "possible_request": result.possible_request}
+        data: dict[str, Any] = {"intents": list(result.intents), "language": result.language,
+                                "unclear": result.unclear,
+                                "possible_request": result.possible_request}
         if result.triage:
             data["triage"] = result.triage
+        data.update(extra or {})
         if explain:
             data["scores"] = [
                 {"intent": s.intent, "confidence": round(s.confidence, 3), "evidence": list(s.evidence)}
@@ -558,6 +566,8 @@ def classify(text: str | None, subject: str, to: str | None, jsonl: bool, eml: s
     labels = ", ".join(result.intents) if result.intents else ("unclear" if result.unclear else "none")
     click.echo(f"intents: {labels}")
     click.echo(f"language: {result.language}")
+    for note in notes:
+        click.echo(note)
     if explain:
         click.echo(result.explain())
 
@@ -598,28 +608,10 @@ def _classify_eml(conf: Settings, source: str, explain: bool, as_json: bool) -> 
     org = next((o for o in map(conf.organization_for_address, mail.to + mail.cc) if o), None)
     result = understand_text(mail.text, subject=mail.subject,
                              default_language=org.language if org else "nb")
-    if as_json:
-        data: dict[str, Any] = {
-            "intents": list(result.intents), "language": result.language,
-            "unclear": result.unclear, "possible_request": result.possible_request,
-            "subject": mail.subject,
-            "from": mail.from_addr, "from_name": mail.from_name,
-            "org": org.id if org else None, "auto": mail.auto, "problems": list(mail.problems),
-        }
-        if explain:
-            data["scores"] = [
-                {"intent": s.intent, "confidence": round(s.confidence, 3), "evidence": list(s.evidence)}
-                for s in result.scores
-            ]
-        emit_json(data)
-        return
-    labels = ", ".join(result.intents) if result.intents else ("unclear" if result.unclear else "none")
-    click.echo(f"intents: {labels}")
-    click.echo(f"language: {result.language}")
-    if mail.auto:
-        click.echo(f"auto: {mail.auto} (the intake never answers it)")
-    if explain:
-        click.echo(result.explain())
+    extra = {"subject": mail.subject, "from": mail.from_addr, "from_name": mail.from_name,
+             "org": org.id if org else None, "auto": mail.auto, "problems": list(mail.problems)}
+    notes = (f"auto: {mail.auto} (the intake never answers it)",) if mail.auto else ()
+    _show_classification(result, as_json, explain, extra=extra, notes=notes)
 
 
 def _classify_jsonl(conf: Settings, explain: bool) -> None:
