@@ -112,13 +112,7 @@ def build(*, from_addr: str, from_name: str, to: str, subject: str, body: str, r
     msg["From"] = formataddr((from_name or "", from_addr), charset="utf-8")
     msg["To"] = to
     msg["Subject"] = _header(subject)
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
-    if parent is not None and parent.message_id:
-        msg["In-Reply-To"] = parent.message_id
-        msg["References"] = " ".join(thread_references(parent))
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
+    _thread_and_mark(msg, message_id=message_id, date=date, parent=parent)
     return msg.as_bytes(policy=_WIRE)
 
 
@@ -150,6 +144,18 @@ def _masked_copy(payload: bytes, body: str, secret: str, mask: str) -> bytes | N
     return head + separator + masked
 
 
+def _thread_and_mark(msg: Any, *, message_id: str, date: datetime, parent: Parent | None) -> None:
+    """The headers every mail dsr sends carries, whichever way it is encoded: its identity, the
+    thread it answers (In-Reply-To, References) and the marks that no auto-responder answers."""
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    if parent is not None and parent.message_id:
+        msg["In-Reply-To"] = parent.message_id
+        msg["References"] = " ".join(thread_references(parent))
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+
+
 def _build_smtputf8(*, from_addr: str, from_name: str, to: str, subject: str, body: str,
                     message_id: str, date: datetime, parent: Parent | None) -> bytes:
     """An address that is not ASCII (bjørn@eksempel.no) goes out as UTF-8 headers (RFC 6532);
@@ -158,12 +164,6 @@ def _build_smtputf8(*, from_addr: str, from_name: str, to: str, subject: str, bo
     msg["From"] = Address(display_name=from_name or "", addr_spec=from_addr)
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
-    if parent is not None and parent.message_id:
-        msg["In-Reply-To"] = parent.message_id
-        msg["References"] = " ".join(thread_references(parent))
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
+    _thread_and_mark(msg, message_id=message_id, date=date, parent=parent)
     msg.set_content(body)
     return msg.as_bytes(policy=email.policy.SMTPUTF8)
