@@ -16,6 +16,7 @@ from datetime import date, datetime
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,9 +95,42 @@ class ImapSettings(_Section):
     port: int = Field(993, gt=0, lt=65536)
     tls: bool = True
     username: str
-    password: str
+    password: str | None = None
     folder: str = "INBOX"
     archive_folder: str = "Processed"
+    # "xoauth2": log in with an OAuth access token (Microsoft 365 takes nothing else), got by the
+    # client-credentials grant at oauth2_token_url, or printed by oauth2_token_command.
+    auth: Literal["password", "xoauth2"] = "password"
+    oauth2_token_url: str | None = None
+    oauth2_client_id: str | None = None
+    oauth2_client_secret: str | None = None
+    oauth2_scope: str | None = "https://outlook.office365.com/.default"
+    oauth2_token_command: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ImapSettings:
+        """Say at start which key is missing, not at the first login an hour later."""
+        if self.auth == "password":
+            if not self.password:
+                raise ValueError('password: required (or auth = "xoauth2" with an OAuth token '
+                                 'source)')
+            return self
+        if self.oauth2_token_command:
+            if self.oauth2_token_url:
+                raise ValueError("oauth2_token_command and oauth2_token_url: choose one")
+            return self
+        missing = [key for key in ("oauth2_token_url", "oauth2_client_id", "oauth2_client_secret")
+                   if not getattr(self, key)]
+        if missing:
+            raise ValueError(f'auth = "xoauth2" needs oauth2_token_command, or '
+                             f'oauth2_token_url, oauth2_client_id and oauth2_client_secret '
+                             f'(missing: {", ".join(missing)})')
+        url = urlsplit(self.oauth2_token_url or "")
+        # The client secret travels in the request: plain http only to this machine.
+        local = url.hostname in ("127.0.0.1", "::1", "localhost")
+        if not url.hostname or not (url.scheme == "https" or (url.scheme == "http" and local)):
+            raise ValueError("oauth2_token_url: must be an https:// address")
+        return self
 
 
 class SlackSettings(_Section):

@@ -198,3 +198,36 @@ class Dovecot(Server):
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+DOVECOT_OAUTH_PASSDB = """\
+auth_mechanisms = plain login xoauth2 oauthbearer
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+
+DOVECOT_OAUTH_CONF = """\
+introspection_url = {introspection_url}
+introspection_mode = post
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
+class DovecotOAuth(Dovecot):
+    """Dovecot that also takes SASL XOAUTH2, checking each token at `introspection_url` (an
+    RFC 7662 endpoint the test runs); the password still works for the test's own client."""
+
+    name = "dovecot-oauth"
+
+    def __init__(self, workdir: Path, introspection_url: str) -> None:
+        super().__init__(workdir)
+        conf = self.conf.read_text().replace("auth_mechanisms = plain login\n", "")
+        self.conf.write_text(DOVECOT_OAUTH_PASSDB.format(root=self.root) + conf)
+        (self.root / "dovecot-oauth2.conf.ext").write_text(
+            DOVECOT_OAUTH_CONF.format(introspection_url=introspection_url))
+

@@ -49,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..store.db import session_scope
 from ..store.models import MailboxState, utcnow
 from ..vocabulary import Channel
+from .oauth import OAuthError, TokenSource
 from .store import store_raw
 
 log = logging.getLogger("dsr.imap")
@@ -68,8 +69,9 @@ _IDLE_SLICE_SECONDS = 1.0
 
 # What a broken connection looks like: imaplib's error and abort (IMAPClientError covers both),
 # socket errors and timeouts (OSError), TLS errors (an OSError too).
+# No OAuth token (the provider down or refusing) is retried the same way.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError,
-                                                      socket.timeout, EOFError)
+                                                      socket.timeout, EOFError, OAuthError)
 
 
 @dataclass
@@ -134,6 +136,7 @@ class ImapListener:
         self.use_idle = use_idle
         self.use_move = use_move
         self._client_factory = client_factory
+        self._tokens = TokenSource(imap) if getattr(imap, "auth", "password") == "xoauth2" else None
         self._client: IMAPClient | None = None
         self._lock: _MailboxLock | None = None
         #: UIDs stored but not yet archived (the move or flag failed); retried each pass.
@@ -212,7 +215,9 @@ class ImapListener:
                 self._wait_and_pass(stop)
             except CONNECTION_ERRORS as exc:
                 self._disconnect()
-                log.warning("imap connection failed: %s", type(exc).__name__,
+                # An OAuth failure's message is written for the operator and holds no secret.
+                reason = f"OAuthError: {exc}" if isinstance(exc, OAuthError) else type(exc).__name__
+                log.warning("imap connection failed: %s", reason,
                             extra={"retry_in": round(backoff, 2)})
             except SQLAlchemyError as exc:
                 self._disconnect()
@@ -416,7 +421,7 @@ class ImapListener:
                                       timeout=self.timeout)
         try:
             client.normalise_times = False  # INTERNALDATE with its offset, not local naive time
-            client.login(imap.username, imap.password)
+            self._login(client)
             if self._moving(client) and not client.folder_exists(self.box.archive_folder):
                 try:
                     client.create_folder(self.box.archive_folder)
@@ -430,6 +435,19 @@ class ImapListener:
         self._client = client
         log.info("imap connected", extra={"idle": client.has_capability("IDLE"),
                                           "move": client.has_capability("MOVE")})
+
+    def _login(self, client: IMAPClient) -> None:
+        """A password, or an OAuth access token over SASL XOAUTH2. A refused token is forgotten,
+        so the next attempt (after the backoff) fetches a new one."""
+        if self._tokens is None:
+            client.login(self.imap.username, self.imap.password)
+            return
+        try:
+            client.oauth2_login(self.imap.username, self._tokens.token())
+        except IMAPClientError as exc:
+            if not _is_abort(exc):
+                self._tokens.forget()
+            raise
 
     def _disconnect(self) -> None:
         client, self._client = self._client, None
