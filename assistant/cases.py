@@ -287,13 +287,16 @@ def get_case(session: Session, ref: str, *, for_update: bool = False) -> Case:
 
 
 def list_cases(
-    session: Session, *, state: str | None = None, org: str | None = None
+    session: Session, *, state: str | None = None, org: str | None = None,
+    assignee: str | None = None,
 ) -> list[Case]:
     statement = select(Case)
     if state:
         statement = statement.where(Case.state == state)
     if org:
         statement = statement.where(Case.org == org)
+    if assignee:
+        statement = statement.where(Case.assignee == " ".join(assignee.split()))
     return list(session.execute(statement.order_by(Case.received_at, Case.id)).scalars())
 
 
@@ -570,6 +573,23 @@ def check_redraft(case: Case) -> None:
         raise CaseError(f"case {case.ref} is {case.state}; it cannot be redrafted: {why}")
 
 
+def assign(session: Session, ref: str, assignee: str | None, by: str) -> Case:
+    """Give the case to one staff member (None: to nobody), so escalations name who must act.
+    A finished case keeps whoever had it."""
+    assignee = " ".join(assignee.split()) if assignee else None
+    case = get_case(session, ref, for_update=True)
+    if case.state in FINISHED_STATES:
+        raise CaseError(f"case {case.ref} is {case.state}; a finished case is not assigned")
+    if case.assignee == assignee:
+        return case
+    previous, case.assignee = case.assignee, assignee
+    case.updated_at = utcnow()
+    session.add(case)
+    record_event(session, case, by, "assigned", assignee=assignee, previous=previous)
+    log.info("case assigned", extra={"ref": case.ref, "assigned": assignee is not None})
+    return case
+
+
 def record_rectification(session: Session, ref: str, what: str, by: str) -> Case:
     """Record what was corrected (Art. 16): the rectification reply states it. Only for a
     verified requester who asked for rectification, while the reply can still change."""
@@ -777,6 +797,7 @@ def case_summary(case: Case) -> dict[str, Any]:
         "extension_reason": case.extension_reason,
         "verified": case.verified,
         "verification_method": case.verification_method,
+        "assignee": case.assignee,
         "days_left": days_left(case),
     }
 

@@ -660,13 +660,16 @@ def cases() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of cases.")
 @click.option("--state", type=click.Choice(case_engine.STATES), help="Only cases in this state.")
 @click.option("--org", "org_id", help="Only cases of this organisation.")
+@click.option("--assignee", metavar="WHO", help="Only cases assigned to WHO.")
 @config_option
-def cases_list(as_json: bool, state: str | None, org_id: str | None) -> None:
+def cases_list(as_json: bool, state: str | None, org_id: str | None,
+               assignee: str | None) -> None:
     """List cases, oldest first."""
     with store_session(write=False) as (conf, session):
         if org_id is not None:
             conf.organization(org_id)
-        found = [case_engine.case_summary(c) for c in case_engine.list_cases(session, state=state, org=org_id)]
+        found = [case_engine.case_summary(c) for c in
+                 case_engine.list_cases(session, state=state, org=org_id, assignee=assignee)]
     if as_json:
         emit_json(found)
         return
@@ -704,6 +707,7 @@ def _print_case(data: dict[str, Any]) -> None:
     verified = f"yes ({data['verification_method']})" if data["verified"] else (
         f"no ({data['verification_method']})" if data["verification_method"] else "no")
     click.echo(f"  verified:   {verified}")
+    click.echo(f"  assignee:   {data['assignee'] or 'nobody'}")
     if data["erasure_tasks"]:
         click.echo("  erasure:")
         for t in data["erasure_tasks"]:
@@ -768,6 +772,23 @@ def cases_extend(ref: str, reason: str, by: str, now_text: str | None) -> None:
         case = workflow.extend(session, conf, ref, reason, by, now=now)
         click.echo(f"{case.ref} extended to {case.due.isoformat() if case.due else '-'}; "
                    "extension notice drafted for review")
+
+
+@cases.command("assign")
+@click.argument("ref")
+@click.option("--to", "assignee", metavar="WHO", callback=_short(200),
+              help="The staff member who carries the case: a Slack user ID (U…, mentioned in "
+                   "escalations) or a name.")
+@click.option("--nobody", is_flag=True, help="Take the case back from whoever had it.")
+@_by_option
+@config_option
+def cases_assign(ref: str, assignee: str | None, nobody: bool, by: str) -> None:
+    """Give a case to one staff member; escalations mention them."""
+    if nobody == bool(assignee and assignee.strip()):
+        raise click.UsageError("give either --to WHO or --nobody")
+    with store_session() as (_conf, session):
+        case = case_engine.assign(session, ref, None if nobody else assignee, by)
+        click.echo(f"{case.ref} assigned to {case.assignee or 'nobody'} by {by}")
 
 
 @cases.command("close")

@@ -133,6 +133,7 @@ class EventKind(StrEnum):
     DESK_REFUSED = "desk_refused"  # someone who is not an approver tried to act on the case
     REQUESTER_CORRECTED = "requester_corrected"  # staff corrected the name or address understood
     NOTE = "note"  # an internal note (a reply in the card's thread); never sent to the requester
+    ASSIGNED = "assigned"  # the case was given to a staff member (or taken back: assignee none)
 
 
 class ClockMode(StrEnum):

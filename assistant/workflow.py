@@ -709,6 +709,11 @@ def approve(session: Session, settings: Settings, ref: str, by: str,
 CaseError = cases.CaseError
 
 
+def assign(session: Session, ref: str, assignee: str | None, by: str) -> Case:
+    """Give the case to a staff member (a Slack user ID or a name), or to nobody."""
+    return cases.assign(session, ref, assignee, by)
+
+
 def record_refusal(session: Session, ref: str, actor: str, action: str) -> None:
     """Someone who is not an approver tried to act on the case: nothing changes but the trail."""
     cases.record_event(session, cases.get_case(session, ref), actor, "desk_refused", action=action)

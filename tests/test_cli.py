@@ -123,3 +123,35 @@ def test_errors_are_one_line_without_traceback_in_a_real_process(tmp_path, args,
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_case_is_assigned_listed_by_assignee_and_taken_back(run):
+    ref = json.loads(run("cases", "new", "--org", "branninfo", "--requester", "ola@example.no",
+                         "--intent", "erasure", "--by", "kari", "--json").stdout)["ref"]
+    assert json.loads(run("cases", "show", ref, "--json").stdout)["assignee"] is None
+    assert run("cases", "assign", ref, "--to", "UKARI123", "--by", "kari").exit_code == 0
+    mine = json.loads(run("cases", "list", "--json", "--assignee", "UKARI123").stdout)
+    assert [c["ref"] for c in mine] == [ref] and mine[0]["assignee"] == "UKARI123"
+    assert json.loads(run("cases", "list", "--json", "--assignee", "UOTHER").stdout) == []
+    assert run("cases", "assign", ref, "--nobody", "--by", "kari").exit_code == 0
+    shown = json.loads(run("cases", "show", ref, "--json").stdout)
+    assert shown["assignee"] is None
+    assert [e["detail"] for e in shown["events"] if e["kind"] == "assigned"] == [
+        {"assignee": "UKARI123", "previous": None}, {"assignee": None, "previous": "UKARI123"}]
+
+
+@pytest.mark.parametrize("args", [["--by", "kari"], ["--to", "Ola", "--nobody", "--by", "kari"],
+                                  ["--to", "  ", "--by", "kari"]])
+def test_assign_needs_exactly_one_of_to_and_nobody(run, args):
+    ref = json.loads(run("cases", "new", "--org", "branninfo", "--requester", "ola@example.no",
+                         "--intent", "access", "--by", "kari", "--json").stdout)["ref"]
+    result = run("cases", "assign", ref, *args)
+    assert result.exit_code == 2
+
+
+def test_a_closed_case_is_not_assigned(run):
+    ref = json.loads(run("cases", "new", "--org", "branninfo", "--requester", "ola@example.no",
+                         "--intent", "access", "--by", "kari", "--json").stdout)["ref"]
+    assert run("cases", "close", ref, "--by", "kari").exit_code == 0
+    result = run("cases", "assign", ref, "--to", "Ola", "--by", "kari")
+    assert result.exit_code != 0 and "finished case is not assigned" in result.output

@@ -382,6 +382,19 @@ def test_the_suppression_checklist_is_ticked_from_the_card(
                                  if k == ("marketing_stopped", f"slack:{APPROVER}")) >= n)
 
 
+def test_assign_to_me_puts_the_approver_on_the_card_and_in_the_trail(
+        listener, engine, desk_settings, sender, stage, slack_api):
+    ref = verified_case(listener, engine, desk_settings, sender, stage)
+    sender.send_due()
+    [card] = slack_api.named("chat.postMessage")
+    assert "dsr_assign" in buttons(card) and "nobody" in card_text(card)
+    click(stage.port, APPROVER, "dsr_assign", ref)
+    wait_for(lambda: case(engine, ref).assignee == APPROVER)
+    assert ("assigned", f"slack:{APPROVER}") in kinds(engine, ref)
+    sender.send_due()
+    assert f"<@{APPROVER}>" in card_text(slack_api.named("chat.update")[-1])
+
+
 # -- the case changes by email; notes ------------------------------------------------------------
 
 

@@ -86,6 +86,9 @@ class Case(SQLModel, table=True):
     verified: bool = False
     verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     verification_method: str | None = Field(default=None, max_length=32)
+    # Who on the staff carries the case: a Slack user ID (U…, mentioned in escalations) or a
+    # name as typed at the CLI; None = nobody yet.
+    assignee: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -288,6 +288,12 @@ class Desk:
                     "type": "multi_static_select", "action_id": "value",
                     "options": _options(INTENTS)})], "Redraft"))
 
+        @app.action("dsr_assign", matchers=approver)
+        def assign(ack, body, action):  # noqa: ANN001
+            ack()
+            ref, user = action["value"], _user(body)
+            self.act(ref, user, "assign", lambda s: workflow.assign(s, ref, user, by=actor(user)))
+
         @app.action(re.compile(f"^{cards.TICK}:"), matchers=approver)
         def tick(ack, body, action):  # noqa: ANN001
             ack()

@@ -11,6 +11,7 @@ update never calls for another update.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,16 @@ ACTION_WORDS = {
     "message_linked": "a mail joined the case", "answered": "the reply was delivered",
     "intent_added": "added intents", "rectified": "recorded a correction", "note": "wrote a note",
     "desk_refused": "was refused", "acknowledged": "acknowledged", "opened": "opened the case",
+    "assigned": "assigned the case",
 }
+SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def person(who: str | None) -> str:
+    """An assignee as Slack shows it: a user ID becomes a mention, a name stays text."""
+    if not who:
+        return "nobody"
+    return f"<@{who}>" if SLACK_USER_RE.match(who) else _text(who)
 
 
 def _text(value: str) -> str:
@@ -90,6 +100,7 @@ def card_blocks(view: dict[str, Any], org_name: str) -> list[dict[str, Any]]:
         {"type": "mrkdwn", "text": f"*Verified*\n{verified}"},
         {"type": "mrkdwn", "text": f"*Due*\n{_text(due)}"},
         {"type": "mrkdwn", "text": f"*Channel*\n{case['channel']}"},
+        {"type": "mrkdwn", "text": f"*Assignee*\n{person(case.get('assignee'))}"},
     ]})
     finished = case["state"] in ("answered", "closed", "rejected")
     for kind, items in view["checklists"].items():
@@ -158,6 +169,7 @@ def card_blocks(view: dict[str, Any], org_name: str) -> list[dict[str, Any]]:
         buttons.append(_button("Mark verified", "dsr_verify", ref))
     if not finished:
         buttons.append(_button("Change intents", "dsr_intents", ref))
+        buttons.append(_button("Assign to me", "dsr_assign", ref))
     if buttons:
         blocks.append({"type": "actions", "block_id": "case_actions", "elements": buttons})
     return blocks[:50]
