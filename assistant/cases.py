@@ -23,7 +23,7 @@ from . import deadlines
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .logs import get_logger
-from .store.audit import append_event
+from .store.audit import append_event, append_events
 from .store.models import (
     Case,
     CaseCounter,
@@ -123,6 +123,19 @@ def record_event(
         EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
         json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
+
+
+def record_events(session: Session, events: Iterable[tuple[int | None, str, str, dict[str, Any]]]
+                  ) -> int:
+    """Many events at once, (case id or None, actor, kind, detail) each, masked and checked
+    exactly as `record_event` does, then appended in a few statements (store/audit.py
+    `append_events`: the same chains and hashes as one by one). Returns how many."""
+    rows = []
+    for case_id, actor, kind, detail in events:
+        clean = masked(json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
+        rows.append((case_id, masked(actor), EventKind(kind).value,
+                     json.dumps(clean, ensure_ascii=False, default=str, sort_keys=True)))
+    return append_events(session, rows)
 
 
 # Events are masked in record_event (before their hash is taken); every other table is masked

@@ -61,7 +61,8 @@ FINISHED = ("answered", "closed", "rejected")
 # The same predicate as the partial index ix_cases_open_due (migration 0007): keep them equal.
 OPEN_SQL = "state NOT IN ('answered', 'closed', 'rejected')"
 DIGEST_HORIZON = 7  # working days: "due soon" in the digest
-BATCH = 200  # escalations written per transaction
+CHUNK = 1000  # cases escalated per transaction: a backlog never holds its locks for long
+BATCH = 200  # verification reminders per transaction (each one sends a fresh code)
 TEMPLATE_LANGUAGES = ("nb", "nn", "en")
 ACTOR = "dsr-scheduler"
 
@@ -180,12 +181,16 @@ def _mail(from_addr: str, from_name: str, to: str, subject: str, body: str,
     return msg.as_bytes()
 
 
-def queue_slack(session: Session, *, dedup_key: str, channel: str, text_: str,
-                blocks: list[dict[str, Any]], case_id: int | None, moment: datetime) -> Outbox:
+def _slack_call(channel: str, text_: str, blocks: list[dict[str, Any]]) -> bytes:
     payload = {"method": "chat.postMessage",
                "args": {"channel": channel, "text": text_, "blocks": blocks}}
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def queue_slack(session: Session, *, dedup_key: str, channel: str, text_: str,
+                blocks: list[dict[str, Any]], case_id: int | None, moment: datetime) -> Outbox:
     row = Outbox(dedup_key=dedup_key, kind="slack", case_id=case_id, recipient=channel,
-                 payload=json.dumps(payload, ensure_ascii=False).encode(),
+                 payload=_slack_call(channel, text_, blocks),
                  next_attempt_at=moment, created_at=moment)
     session.add(row)
     return row
@@ -240,43 +245,94 @@ def _reminder_candidates(session: Session, cutoff: datetime) -> list[int]:
 def _claim_step(session: Session, case_id: int, step: str, due: date | None,
                 moment: datetime) -> int | None:
     """Insert the (case, step) row; its id, or None when another sweep has it already."""
-    statement = _dialect_insert(session, Escalation).values(
-        case_id=case_id, step=step, due_on=due or moment.astimezone(OSLO).date(),
-        created_at=moment.astimezone(timezone.utc),
-    ).on_conflict_do_nothing(index_elements=["case_id", "step"]).returning(Escalation.id)
-    return session.execute(statement).scalar()
+    claimed = _claim_steps(session, [(case_id, step, due)], moment)
+    return claimed.get((case_id, step))
 
 
-def _deliver_escalation(session: Session, settings: Settings, case: Case, esc_id: int,
-                        step: str, kind: str, days: int, unsettled: list[str],
-                        moment: datetime) -> list[str]:
-    """Outbox rows for one escalation: Slack when on, managers' email when Slack is off and
-    always from the due date on. Returns where it goes."""
+_ESCALATIONS = Escalation.__table__
+_OUTBOX = Outbox.__table__
+_CASES = Case.__table__
+
+
+def _claim_steps(session: Session, steps: list[tuple[int, str, date | None]],
+                 moment: datetime) -> dict[tuple[int, str], int]:
+    """Insert the (case, step) rows in one multi-row INSERT ... ON CONFLICT DO NOTHING
+    RETURNING; {(case, step): id} of those this transaction claimed. A step that another
+    sweep (here or in another instance) has already is not returned: it is theirs."""
+    if not steps:
+        return {}
+    created = moment.astimezone(timezone.utc)
+    today = moment.astimezone(OSLO).date()
+    statement = _dialect_insert(session, _ESCALATIONS).on_conflict_do_nothing(
+        index_elements=["case_id", "step"]).returning(
+        _ESCALATIONS.c.id, _ESCALATIONS.c.case_id, _ESCALATIONS.c.step)
+    rows = session.connection().execute(statement, [
+        {"case_id": case_id, "step": step, "due_on": due or today, "created_at": created}
+        for case_id, step, due in steps]).all()
+    return {(r.case_id, r.step): r.id for r in rows}
+
+
+def _unsettled_of(session: Session, case_ids: list[int]) -> dict[int, list[str]]:
+    """Per case, its checklist systems not settled (access, suppression, then erasure)."""
+    found: dict[int, list[str]] = {}
+    if not case_ids:
+        return found
+    items, tasks = ChecklistItem.__table__, ErasureTask.__table__
+    connection = session.connection()
+    for case_id, kind, system in connection.execute(
+            select(items.c.case_id, items.c.kind, items.c.system)
+            .where(items.c.case_id.in_(case_ids), items.c.state == "pending")
+            .order_by(items.c.case_id, items.c.id)):
+        found.setdefault(case_id, []).append(f"{kind}: {system}")
+    for case_id, system in connection.execute(
+            select(tasks.c.case_id, tasks.c.system)
+            .where(tasks.c.case_id.in_(case_ids), tasks.c.state == "pending")
+            .order_by(tasks.c.case_id, tasks.c.id)):
+        found.setdefault(case_id, []).append(f"erasure: {system}")
+    return found
+
+
+def _outbox_row(dedup_key: str, kind: str, case_id: int | None, recipient: str,
+                payload: bytes, moment: datetime) -> dict[str, Any]:
+    return {"dedup_key": dedup_key, "kind": kind, "case_id": case_id, "draft_id": None,
+            "recipient": recipient, "payload": payload, "state": "pending", "attempts": 0,
+            "next_attempt_at": moment, "last_error": None, "created_at": moment,
+            "sent_at": None}
+
+
+def _escalation_rows(settings: Settings, case: Any, esc_id: int, kind: str, days: int,
+                     unsettled: list[str], moment: datetime
+                     ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Where one escalation goes and its outbox rows: Slack when on, managers' email when
+    Slack is off and always from the due date on. Rendered only when it goes somewhere."""
     org = settings.organization(case.org)
-    context = {"kind": kind, "days": days, "ref": case.ref, "org_name": org.name,
-               "due": case.due.isoformat() if case.due else "-",
-               "intents": json.loads(case.intents or "[]"), "state": case.state,
-               "extended": case.extended, "assignee": None, "unsettled": unsettled}
-    subject, body = _render(org.language, "escalation.txt.j2", context)
-    to: list[str] = []
     slack = settings.slack
     urgent = kind in ("due", "overdue")
+    channel = None
     if slack.enabled:
         channel = (slack.manager_channel or slack.review_channel) if urgent else \
             (slack.review_channel or slack.manager_channel)
-        if channel:
-            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*"}},
-                      {"type": "section", "text": {"type": "mrkdwn", "text": body}}]
-            queue_slack(session, dedup_key=f"escalation:{esc_id}:slack", channel=channel,
-                        text_=subject, blocks=blocks, case_id=case.id, moment=moment)
-            to.append(f"slack:{channel}")
-    if urgent or not to:
-        for manager in org.managers:
-            queue_staff_mail(session, dedup_key=f"escalation:{esc_id}:mail:{manager}", to=manager,
-                             from_addr=org.addresses[0], from_name=org.name, subject=subject,
-                             body=body, html=None, case_id=case.id, moment=moment)
-            to.append(f"mail:{manager}")
-    return to
+    managers = list(org.managers) if urgent or not channel else []
+    to = ([f"slack:{channel}"] if channel else []) + [f"mail:{m}" for m in managers]
+    if not to:
+        return to, []
+    context = {"kind": kind, "days": days, "ref": case.ref, "org_name": org.name,
+               "due": case.due.isoformat() if case.due else "-",
+               "intents": json.loads(case.intents or "[]"), "state": case.state,
+               "extended": bool(case.extended), "assignee": None, "unsettled": unsettled}
+    subject, body = _render(org.language, "escalation.txt.j2", context)
+    rows = []
+    if channel:
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*"}},
+                  {"type": "section", "text": {"type": "mrkdwn", "text": body}}]
+        rows.append(_outbox_row(f"escalation:{esc_id}:slack", "slack", case.id, channel,
+                                _slack_call(channel, subject, blocks), moment))
+    for manager in managers:
+        key = f"escalation:{esc_id}:mail:{manager}"
+        rows.append(_outbox_row(key, "email", case.id, manager,
+                                _mail(org.addresses[0], org.name, manager, subject, body, None,
+                                      moment, key), moment))
+    return to, rows
 
 
 def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> list[Escalated]:
@@ -310,10 +366,9 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
             and (case_id, f"checklist:{due.isoformat()}") not in sent
         if (plain is not None and (case_id, plain[0]) not in sent) or maybe_checklist:
             todo.append(case_id)
-    for start in range(0, len(todo), BATCH):
-        with session_scope(engine) as session:
-            for case_id in todo[start:start + BATCH]:
-                done += _escalate_case(session, settings, cal, case_id, today, moment)
+    for start in range(0, len(todo), CHUNK):  # each chunk one transaction: a crash between
+        # chunks loses nothing, and the next sweep finds what is left (the unique key)
+        done += _escalate_chunk(engine, settings, cal, todo[start:start + CHUNK], today, moment)
     for start in range(0, len(reminders), BATCH):
         with session_scope(engine) as session:
             for case_id in reminders[start:start + BATCH]:
@@ -325,37 +380,70 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
     return done
 
 
-def _escalate_case(session: Session, settings: Settings, cal: Calendar, case_id: int,
-                   today: date, moment: datetime) -> list[Escalated]:
+def _escalate_chunk(engine: Engine, settings: Settings, cal: Calendar, case_ids: list[int],
+                    today: date, moment: datetime) -> list[Escalated]:
+    """One transaction for a chunk of cases: the escalation rows, their audit events and the
+    outbox rows that deliver them, all or nothing."""
+    with session_scope(engine) as session:
+        return _escalate_cases(session, settings, cal, case_ids, today, moment)
+
+
+def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_ids: list[int],
+                    today: date, moment: datetime) -> list[Escalated]:
+    """Escalate many cases in a few statements: the cases read (and on PostgreSQL locked) at
+    once, their steps claimed in one INSERT ... ON CONFLICT DO NOTHING RETURNING, then for the
+    claimed steps only, the outbox rows and the audit events, each with one executemany."""
+    conf = settings.scheduler
     # SKIP LOCKED (PostgreSQL): a case another instance (or a staff action) holds is left to
     # it, or to the next sweep; the unique (case, step) row decides who sends.
-    case = session.execute(select(Case).where(Case.id == case_id)
-                           .with_for_update(skip_locked=True)
-                           .execution_options(populate_existing=True)).scalar_one_or_none()
-    if case is None or case.state in FINISHED or case.due is None:
-        return []
-    conf = settings.scheduler
+    rows = session.connection().execute(
+        select(_CASES.c.id, _CASES.c.ref, _CASES.c.org, _CASES.c.state, _CASES.c.due,
+               _CASES.c.intents, _CASES.c.extended)
+        .where(_CASES.c.id.in_(case_ids)).order_by(_CASES.c.id)
+        .with_for_update(skip_locked=True)).all()
+    live = [r for r in rows if r.state not in FINISHED and r.due is not None]
+    left: dict[date, int] = {}  # working days left, per due date (few distinct ones)
+    for r in live:
+        if r.due not in left:
+            left[r.due] = cal.working_days_between(today, r.due)
     # Checklists are named from `checklist_warning_days` before due (and while overdue) only.
-    near = cal.working_days_between(today, case.due) <= conf.checklist_warning_days
-    unsettled = _unsettled(session, case.id) if near else []
-    step = ladder_step(cal, today, case.due, conf.ladder, conf.checklist_warning_days,
-                       bool(unsettled))
-    steps = [step] if step is not None else []
-    if step is not None and step[1] == "checklist":
-        plain = ladder_step(cal, today, case.due, conf.ladder)
-        if plain is not None:  # both the checklist warning and the ladder's own step
-            steps.append(plain)
-    done = []
-    for key, kind, days in steps:
-        esc_id = _claim_step(session, case.id, key, case.due, moment)
+    unsettled = _unsettled_of(session, [r.id for r in live
+                                        if left[r.due] <= conf.checklist_warning_days])
+    steps_of: dict[tuple[date, bool], list[tuple[str, str, int]]] = {}
+    planned: list[tuple[Any, str, str, int, list[str]]] = []
+    for r in live:
+        named_all = unsettled.get(r.id, [])
+        shape = (r.due, bool(named_all))
+        if shape not in steps_of:
+            step = ladder_step(cal, today, r.due, conf.ladder, conf.checklist_warning_days,
+                               bool(named_all))
+            steps = [step] if step is not None else []
+            if step is not None and step[1] == "checklist":
+                plain = ladder_step(cal, today, r.due, conf.ladder)
+                if plain is not None:  # both the checklist warning and the ladder's own step
+                    steps.append(plain)
+            steps_of[shape] = steps
+        for key, kind, days in steps_of[shape]:
+            named = named_all if (kind == "checklist" or days <= conf.checklist_warning_days
+                                  or kind == "overdue") else []
+            planned.append((r, key, kind, days, named))
+    claimed = _claim_steps(session, [(r.id, key, r.due) for r, key, *_ in planned], moment)
+    done: list[Escalated] = []
+    outbox: list[dict[str, Any]] = []
+    trail: list[tuple[int, str, str, dict[str, Any]]] = []
+    for r, key, kind, days, named in planned:
+        esc_id = claimed.get((r.id, key))
         if esc_id is None:
             continue
-        named = unsettled if (kind == "checklist" or days <= conf.checklist_warning_days
-                              or kind == "overdue") else []
-        to = _deliver_escalation(session, settings, case, esc_id, key, kind, days, named, moment)
-        cases.record_event(session, case, ACTOR, "escalation", step=key, due=case.due, to=to,
-                           **({"unsettled": named} if named else {}))
-        done.append(Escalated(case.ref, case.org, key, case.due, to))
+        to, queued = _escalation_rows(settings, r, esc_id, kind, days, named, moment)
+        outbox += queued
+        trail.append((r.id, ACTOR, "escalation",
+                      {"step": key, "due": r.due, "to": to,
+                       **({"unsettled": named} if named else {})}))
+        done.append(Escalated(r.ref, r.org, key, r.due, to))
+    if outbox:
+        session.connection().execute(_OUTBOX.insert(), outbox)
+    cases.record_events(session, trail)
     return done
 
 
