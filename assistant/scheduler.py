@@ -30,7 +30,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import holidays
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
@@ -43,6 +43,7 @@ from . import cases, drafting, workflow
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines
 from .logs import get_logger
+from .store import bulk
 from .store.db import session_scope
 from .store.models import (
     Case,
@@ -251,7 +252,6 @@ def _claim_step(session: Session, case_id: int, step: str, due: date | None,
 
 _ESCALATIONS = Escalation.__table__
 _OUTBOX = Outbox.__table__
-_CASES = Case.__table__
 
 
 def _claim_steps(session: Session, steps: list[tuple[int, str, date | None]],
@@ -263,13 +263,11 @@ def _claim_steps(session: Session, steps: list[tuple[int, str, date | None]],
         return {}
     created = moment.astimezone(timezone.utc)
     today = moment.astimezone(OSLO).date()
-    statement = _dialect_insert(session, _ESCALATIONS).on_conflict_do_nothing(
-        index_elements=["case_id", "step"]).returning(
-        _ESCALATIONS.c.id, _ESCALATIONS.c.case_id, _ESCALATIONS.c.step)
-    rows = session.connection().execute(statement, [
-        {"case_id": case_id, "step": step, "due_on": due or today, "created_at": created}
-        for case_id, step, due in steps]).all()
-    return {(r.case_id, r.step): r.id for r in rows}
+    rows = bulk.insert_returning(
+        session.connection(), _ESCALATIONS, ("case_id", "step", "due_on", "created_at"),
+        [(case_id, step, due or today, created) for case_id, step, due in steps],
+        conflict=("case_id", "step"), returning=("id", "case_id", "step"))
+    return {(case_id, step): esc_id for esc_id, case_id, step in rows}
 
 
 def _unsettled_of(session: Session, case_ids: list[int]) -> dict[int, list[str]]:
@@ -277,42 +275,60 @@ def _unsettled_of(session: Session, case_ids: list[int]) -> dict[int, list[str]]
     found: dict[int, list[str]] = {}
     if not case_ids:
         return found
-    items, tasks = ChecklistItem.__table__, ErasureTask.__table__
     connection = session.connection()
-    for case_id, kind, system in connection.execute(
-            select(items.c.case_id, items.c.kind, items.c.system)
-            .where(items.c.case_id.in_(case_ids), items.c.state == "pending")
-            .order_by(items.c.case_id, items.c.id)):
+    ids = bulk.placeholders(connection, len(case_ids))
+    for case_id, kind, system in connection.exec_driver_sql(
+            "SELECT case_id, kind, system FROM checklist_items WHERE state = 'pending'"
+            f" AND case_id IN ({ids}) ORDER BY case_id, id", tuple(case_ids)):
         found.setdefault(case_id, []).append(f"{kind}: {system}")
-    for case_id, system in connection.execute(
-            select(tasks.c.case_id, tasks.c.system)
-            .where(tasks.c.case_id.in_(case_ids), tasks.c.state == "pending")
-            .order_by(tasks.c.case_id, tasks.c.id)):
+    for case_id, system in connection.exec_driver_sql(
+            "SELECT case_id, system FROM erasure_tasks WHERE state = 'pending'"
+            f" AND case_id IN ({ids}) ORDER BY case_id, id", tuple(case_ids)):
         found.setdefault(case_id, []).append(f"erasure: {system}")
     return found
 
 
+_OUTBOX_COLUMNS = ("dedup_key", "kind", "case_id", "recipient", "payload", "state", "attempts",
+                   "next_attempt_at", "created_at")
+
+
 def _outbox_row(dedup_key: str, kind: str, case_id: int | None, recipient: str,
-                payload: bytes, moment: datetime) -> dict[str, Any]:
-    return {"dedup_key": dedup_key, "kind": kind, "case_id": case_id, "draft_id": None,
-            "recipient": recipient, "payload": payload, "state": "pending", "attempts": 0,
-            "next_attempt_at": moment, "last_error": None, "created_at": moment,
-            "sent_at": None}
+                payload: bytes, moment: datetime) -> tuple[Any, ...]:
+    return (dedup_key, kind, case_id, recipient, payload, "pending", 0, moment, moment)
 
 
-def _escalation_rows(settings: Settings, case: Any, esc_id: int, kind: str, days: int,
-                     unsettled: list[str], moment: datetime
-                     ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Where one escalation goes and its outbox rows: Slack when on, managers' email when
-    Slack is off and always from the due date on. Rendered only when it goes somewhere."""
-    org = settings.organization(case.org)
+class _Due(NamedTuple):
+    """A case as the sweep reads it: plain values, no ORM object."""
+
+    id: int
+    ref: str
+    org: str
+    state: str
+    due: date
+    intents: str | None
+    extended: bool
+
+
+def _routes(settings: Settings, org: Any) -> dict[bool, tuple[str | None, list[str]]]:
+    """Where an organisation's escalations go, (Slack channel, managers), not urgent and
+    urgent: Slack when on, managers' email when Slack is off and always from the due date on."""
     slack = settings.slack
-    urgent = kind in ("due", "overdue")
-    channel = None
-    if slack.enabled:
-        channel = (slack.manager_channel or slack.review_channel) if urgent else \
-            (slack.review_channel or slack.manager_channel)
-    managers = list(org.managers) if urgent or not channel else []
+    routes = {}
+    for urgent in (False, True):
+        channel = None
+        if slack.enabled:
+            channel = (slack.manager_channel or slack.review_channel) if urgent else \
+                (slack.review_channel or slack.manager_channel)
+        routes[urgent] = (channel, list(org.managers) if urgent or not channel else [])
+    return routes
+
+
+def _escalation_rows(org: Any, route: tuple[str | None, list[str]], case: _Due, esc_id: int,
+                     kind: str, days: int, unsettled: list[str], moment: datetime
+                     ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Where one escalation goes (`route`, see _routes) and its outbox rows, rendered only
+    when it goes somewhere."""
+    channel, managers = route
     to = ([f"slack:{channel}"] if channel else []) + [f"mail:{m}" for m in managers]
     if not to:
         return to, []
@@ -396,12 +412,20 @@ def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_id
     conf = settings.scheduler
     # SKIP LOCKED (PostgreSQL): a case another instance (or a staff action) holds is left to
     # it, or to the next sweep; the unique (case, step) row decides who sends.
-    rows = session.connection().execute(
-        select(_CASES.c.id, _CASES.c.ref, _CASES.c.org, _CASES.c.state, _CASES.c.due,
-               _CASES.c.intents, _CASES.c.extended)
-        .where(_CASES.c.id.in_(case_ids)).order_by(_CASES.c.id)
-        .with_for_update(skip_locked=True)).all()
-    live = [r for r in rows if r.state not in FINISHED and r.due is not None]
+    connection = session.connection()
+    lock = " FOR UPDATE SKIP LOCKED" if connection.dialect.name == "postgresql" else ""
+    rows = connection.exec_driver_sql(
+        "SELECT id, ref, org, state, due, intents, extended FROM cases WHERE id IN"
+        f" ({bulk.placeholders(connection, len(case_ids))}) ORDER BY id{lock}",
+        tuple(case_ids)).fetchall()
+    dates: dict[Any, Any] = {}  # SQLite gives text: each distinct due date parsed once
+    live = []
+    for case_id, ref, org, state, due, intents, extended in rows:
+        if state in FINISHED or due is None:
+            continue
+        if due not in dates:
+            dates[due] = _as_date(due)
+        live.append(_Due(case_id, ref, org, state, dates[due], intents, bool(extended)))
     left: dict[date, int] = {}  # working days left, per due date (few distinct ones)
     for r in live:
         if r.due not in left:
@@ -410,7 +434,7 @@ def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_id
     unsettled = _unsettled_of(session, [r.id for r in live
                                         if left[r.due] <= conf.checklist_warning_days])
     steps_of: dict[tuple[date, bool], list[tuple[str, str, int]]] = {}
-    planned: list[tuple[Any, str, str, int, list[str]]] = []
+    planned: list[tuple[_Due, str, str, int, list[str]]] = []
     for r in live:
         named_all = unsettled.get(r.id, [])
         shape = (r.due, bool(named_all))
@@ -429,20 +453,25 @@ def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_id
             planned.append((r, key, kind, days, named))
     claimed = _claim_steps(session, [(r.id, key, r.due) for r, key, *_ in planned], moment)
     done: list[Escalated] = []
-    outbox: list[dict[str, Any]] = []
+    outbox: list[tuple[Any, ...]] = []
     trail: list[tuple[int, str, str, dict[str, Any]]] = []
+    orgs: dict[str, tuple[Any, dict[bool, tuple[str | None, list[str]]]]] = {}
     for r, key, kind, days, named in planned:
         esc_id = claimed.get((r.id, key))
         if esc_id is None:
             continue
-        to, queued = _escalation_rows(settings, r, esc_id, kind, days, named, moment)
+        if r.org not in orgs:
+            org = settings.organization(r.org)
+            orgs[r.org] = org, _routes(settings, org)
+        org, routes = orgs[r.org]
+        to, queued = _escalation_rows(org, routes[kind in ("due", "overdue")], r, esc_id, kind,
+                                      days, named, moment)
         outbox += queued
         trail.append((r.id, ACTOR, "escalation",
-                      {"step": key, "due": r.due, "to": to,
+                      {"step": key, "due": r.due.isoformat(), "to": to,
                        **({"unsettled": named} if named else {})}))
         done.append(Escalated(r.ref, r.org, key, r.due, to))
-    if outbox:
-        session.connection().execute(_OUTBOX.insert(), outbox)
+    bulk.insert_many(session.connection(), _OUTBOX, _OUTBOX_COLUMNS, outbox)
     cases.record_events(session, trail)
     return done
 

@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
 from sqlalchemy import event as orm_event
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from . import bulk
 from .models import AuditChain, Case, Event, utcnow
 
 GENESIS = "0" * 64  # the prev_hash of the first event of every chain
@@ -49,7 +50,12 @@ def canonical_at(at: datetime) -> str:
 def event_hash(case_id: int | None, at: datetime, actor: str, kind: str, detail: str,
                prev_hash: str) -> str:
     """SHA-256 over a JSON array of the fields: unambiguous, whatever text the fields hold."""
-    form = [_FORMAT, case_id, canonical_at(at), actor, kind, detail, prev_hash]
+    return _digest(case_id, canonical_at(at), actor, kind, detail, prev_hash)
+
+
+def _digest(case_id: int | None, at_text: str, actor: str, kind: str, detail: str,
+            prev_hash: str) -> str:
+    form = [_FORMAT, case_id, at_text, actor, kind, detail, prev_hash]
     data = json.dumps(form, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(data).hexdigest()
 
@@ -131,6 +137,7 @@ def append_event(session: Session, case_id: int | None, actor: str, kind: str,
     return event_id
 
 
+_EVENT_COLUMNS = ("case_id", "at", "actor", "kind", "detail", "prev_hash", "hash")
 _IN_LIST = 5000  # chain keys per IN list: well under either database's limit on parameters
 
 
@@ -142,28 +149,28 @@ def _lock_heads(session: Session, keys: dict[str, int | None]) -> dict[str, tupl
     created meanwhile locked as well. On SQLite the write transaction holds the file lock."""
     table = _CHAINS
     connection = session.connection()
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     ordered = sorted(keys)
     heads: dict[str, tuple[int, str]] = {}
 
+    lock = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
+
     def lock_existing(wanted: list[str]) -> None:
         for start in range(0, len(wanted), _IN_LIST):
-            rows = connection.execute(
-                select(table.c.chain, table.c.events, table.c.last_hash)
-                .where(table.c.chain.in_(wanted[start:start + _IN_LIST]))
-                .order_by(table.c.chain).with_for_update()
-            ).all()
-            heads.update((r.chain, (r.events, r.last_hash)) for r in rows)
+            part = wanted[start:start + _IN_LIST]
+            rows = connection.exec_driver_sql(
+                "SELECT chain, events, last_hash FROM audit_chains WHERE chain IN"
+                f" ({bulk.placeholders(connection, len(part))}) ORDER BY chain{lock}",
+                tuple(part)).fetchall()
+            heads.update((chain, (events, last_hash)) for chain, events, last_hash in rows)
 
     lock_existing(ordered)
     missing = [k for k in ordered if k not in heads]
     if missing:
-        created = connection.execute(
-            insert(table).on_conflict_do_nothing(index_elements=[table.c.chain])
-            .returning(table.c.chain),
-            [{"chain": k, "case_id": keys[k], "events": 0, "last_hash": GENESIS} for k in missing],
-        ).scalars().all()
-        heads.update((k, (0, GENESIS)) for k in created)
+        created = bulk.insert_returning(
+            connection, table, ("chain", "case_id", "events", "last_hash"),
+            [(k, keys[k], 0, GENESIS) for k in missing], conflict=("chain",),
+            returning=("chain",))
+        heads.update((k, (0, GENESIS)) for (k,) in created)
         lock_existing([k for k in missing if k not in heads])  # created by another meanwhile
     return heads
 
@@ -172,9 +179,10 @@ def append_events(session: Session, items: list[tuple[int | None, str, str, str]
     """Add many events, each at the end of its chain in the order given, as `append_event`
     would one by one (the same canonical form and hash, so `dsr audit verify` cannot tell them
     apart), in a handful of statements: the heads of all the chains involved locked at once,
-    the events inserted with one executemany, the heads moved with another. `items` are
-    (case id or None, actor, kind, detail JSON), masked and checked by the caller as for
-    `append_event`. Returns the number of events written."""
+    the events inserted with one executemany, the heads moved with another (store/bulk.py).
+    `items` are (case id or None, actor, kind, detail JSON), masked and checked by the caller
+    as for `append_event`. They are written in one transaction and carry one `at`, the clock
+    when they are appended. Returns the number of events written."""
     if not items:
         return 0
     heads = session.info.setdefault(_HEADS, {})
@@ -184,22 +192,19 @@ def append_events(session: Session, items: list[tuple[int | None, str, str, str]
     if fresh:
         moved.update(_lock_heads(session, fresh))
         heads.update((k, moved[k]) for k in fresh)  # locked now, whatever happens below
+    at = utcnow()
+    at_text = canonical_at(at)
     rows = []
     for case_id, actor, kind, detail in items:
         key = chain_key(case_id)
         count, last_hash = moved[key]
-        at = utcnow()
-        digest = event_hash(case_id, at, actor, kind, detail, last_hash)
-        rows.append({"case_id": case_id, "at": at, "actor": actor, "kind": kind,
-                     "detail": detail, "prev_hash": last_hash, "hash": digest})
+        digest = _digest(case_id, at_text, actor, kind, detail, last_hash)
+        rows.append((case_id, at, actor, kind, detail, last_hash, digest))
         moved[key] = (count + 1, digest)
     connection = session.connection()
-    connection.execute(_EVENTS.insert(), rows)
-    connection.execute(
-        update(_CHAINS).where(_CHAINS.c.chain == bindparam("key"))
-        .values(events=bindparam("count"), last_hash=bindparam("newest")),
-        [{"key": k, "count": count, "newest": newest} for k, (count, newest) in moved.items()],
-    )
+    bulk.insert_many(connection, _EVENTS, _EVENT_COLUMNS, rows)
+    bulk.update_many(connection, _CHAINS, ("events", "last_hash"), "chain",
+                     [(count, newest, k) for k, (count, newest) in moved.items()])
     heads.update(moved)
     return len(rows)
 
