@@ -73,6 +73,12 @@ def calendar_of(settings: Settings) -> Calendar:
     return Calendar(c.holiday_country, c.holiday_subdiv, c.extra_closed_dates)
 
 
+def as_of(moment: datetime) -> str:
+    """The moment a sweep acted at, as its audit events record it (`as_of`, Oslo time): under
+    `dsr sweep --now` the simulated moment, while the event's own `at` is the real clock."""
+    return moment.astimezone(OSLO).isoformat(timespec="seconds")
+
+
 def now_of(settings: Settings, now: datetime | None = None) -> datetime:
     """The moment to act at: given, else the configured drill time, else the clock."""
     moment = now or settings.scheduler.now
@@ -456,6 +462,7 @@ def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_id
     outbox: list[tuple[Any, ...]] = []
     trail: list[tuple[int, str, str, dict[str, Any]]] = []
     orgs: dict[str, tuple[Any, dict[bool, tuple[str | None, list[str]]]]] = {}
+    acted = as_of(moment)
     for r, key, kind, days, named in planned:
         esc_id = claimed.get((r.id, key))
         if esc_id is None:
@@ -468,7 +475,7 @@ def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_id
                                       days, named, moment)
         outbox += queued
         trail.append((r.id, ACTOR, "escalation",
-                      {"step": key, "due": r.due.isoformat(), "to": to,
+                      {"step": key, "due": r.due.isoformat(), "to": to, "as_of": acted,
                        **({"unsettled": named} if named else {})}))
         done.append(Escalated(r.ref, r.org, key, r.due, to))
     bulk.insert_many(session.connection(), _OUTBOX, _OUTBOX_COLUMNS, outbox)
@@ -491,7 +498,7 @@ def _remind(session: Session, settings: Settings, case_id: int, moment: datetime
         else "no_address"
     to = ["requester"] if outcome == "code_resent" else []
     cases.record_event(session, case, ACTOR, "escalation", step="verification_reminder",
-                       due=case.due, to=to, outcome=outcome)
+                       due=case.due, to=to, outcome=outcome, as_of=as_of(moment))
     return Escalated(case.ref, case.org, "verification_reminder", case.due, to)
 
 
@@ -512,6 +519,7 @@ def move_dates_if_calendar_changed(engine: Engine, settings: Settings,
     """Recompute open cases' dates when the calendar differs from the one they were computed
     on; each moved due date is an audit event. Never earlier than a date already given."""
     fingerprint = calendar_fingerprint(settings)
+    moment = now_of(settings, now)
     with session_scope(engine, write=False) as session:
         stored = session.get(SchedulerState, CALENDAR_KEY)
         if stored is not None and stored.value == fingerprint:
@@ -552,7 +560,8 @@ def move_dates_if_calendar_changed(engine: Engine, settings: Settings,
                 continue
             before, after = change
             cases.record_event(session, case, ACTOR, "deadline_moved", previous_due=before,
-                               due=after, reason="the working-day calendar changed")
+                               due=after, reason="the working-day calendar changed",
+                               as_of=as_of(moment))
             moved.append((case.ref, before, after))
         state.value = fingerprint
         state.updated_at = utcnow()

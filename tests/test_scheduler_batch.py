@@ -212,3 +212,34 @@ def test_record_events_masks_as_record_event_does(engine, settings):
     with pytest.raises(ValueError):
         with session_scope(engine) as s:
             cases.record_events(s, [(case.id, "tester", "no_such_kind", {})])
+
+
+def test_a_sweep_at_a_given_moment_records_that_moment(engine, settings):
+    """`dsr sweep --now`: the escalation row, its outbox rows, the mail's Date and the event's
+    `as_of` carry the moment swept at; the event's own `at` stays the clock it was written by."""
+    _deliver_everywhere(settings)
+    ref = _open(engine, settings, date(2026, 3, 10), ("question",))
+    moment = datetime(2026, 4, 9, 7, 30, tzinfo=OSLO)  # the due date: Slack and the managers
+    assert [e.ref for e in scheduler.sweep(engine, settings, moment)] == [ref]
+    with session_scope(engine, write=False) as s:
+        case = cases.get_case(s, ref)
+        escalation = s.execute(select(Escalation)).scalar_one()
+        outbox = s.execute(select(Outbox).order_by(Outbox.id)).scalars().all()
+        event = s.execute(select(Event).where(Event.case_id == case.id,
+                                              Event.kind == "escalation")).scalar_one()
+    assert escalation.created_at == moment
+    assert [(o.kind, o.created_at, o.next_attempt_at) for o in outbox] == [
+        ("slack", moment, moment), ("email", moment, moment), ("email", moment, moment)]
+    assert b"Date: Thu, 09 Apr 2026 05:30:00 +0000" in outbox[1].payload
+    assert json.loads(event.detail)["as_of"] == "2026-04-09T07:30:00+02:00"
+    assert event.at != moment  # written now, by the real clock
+    # A calendar change found by a sweep at that moment: the moved date's event says so too.
+    later = _open(engine, settings, date(2026, 3, 11), ("question",))  # due 10 April
+    settings.cases.extra_closed_dates = [date(2026, 4, 10)]
+    moved_at = datetime(2026, 4, 8, 9, 0, tzinfo=OSLO)
+    scheduler.sweep(engine, settings, moved_at)
+    with session_scope(engine, write=False) as s:
+        case = cases.get_case(s, later)
+        moved = s.execute(select(Event).where(Event.case_id == case.id,
+                                              Event.kind == "deadline_moved")).scalar_one()
+    assert json.loads(moved.detail)["as_of"] == "2026-04-08T09:00:00+02:00"
