@@ -7,7 +7,10 @@ in a job store, so any number of `dsr serve` instances on one PostgreSQL databas
   it belongs to (``before3:2026-04-14``), so an extension moves the ladder to the new date while
   what was sent for the old one stays sent. The row, the audit event (kind ``escalation``) and the
   outbox rows that deliver it are written in one transaction: the insert that loses the race
-  writes nothing.
+  writes nothing. They are written in chunks of cases (CHUNK per transaction, a few statements
+  each: one claiming INSERT ... ON CONFLICT DO NOTHING RETURNING, then the outbox rows and the
+  audit events in bulk), so a backlog of thousands takes seconds, and a sweep stopped between
+  chunks is finished by the next one.
 - The digest is claimed per period by a unique row in `digests`.
 - The working-day calendar the case dates were computed on is kept in `scheduler_state`; when it
   changes (an `extra_closed_dates` entry, a new `holidays` release) open cases' dates are computed
