@@ -285,14 +285,15 @@ def _unsettled_of(session: Session, case_ids: list[int]) -> dict[int, list[str]]
     if not case_ids:
         return found
     connection = session.connection()
-    ids = bulk.placeholders(connection, len(case_ids))
+    ids, params = bulk.member(connection, ChecklistItem.__table__.c.case_id, case_ids)
     for case_id, kind, system in connection.exec_driver_sql(
             "SELECT case_id, kind, system FROM checklist_items WHERE state = 'pending'"
-            f" AND case_id IN ({ids}) ORDER BY case_id, id", tuple(case_ids)):
+            f" AND {ids} ORDER BY case_id, id", params):
         found.setdefault(case_id, []).append(f"{kind}: {system}")
+    ids, params = bulk.member(connection, ErasureTask.__table__.c.case_id, case_ids)
     for case_id, system in connection.exec_driver_sql(
             "SELECT case_id, system FROM erasure_tasks WHERE state = 'pending'"
-            f" AND case_id IN ({ids}) ORDER BY case_id, id", tuple(case_ids)):
+            f" AND {ids} ORDER BY case_id, id", params):
         found.setdefault(case_id, []).append(f"erasure: {system}")
     return found
 
@@ -423,10 +424,10 @@ def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_id
     # it, or to the next sweep; the unique (case, step) row decides who sends.
     connection = session.connection()
     lock = " FOR UPDATE SKIP LOCKED" if connection.dialect.name == "postgresql" else ""
+    ids, params = bulk.member(connection, Case.__table__.c.id, case_ids)
     rows = connection.exec_driver_sql(
-        "SELECT id, ref, org, state, due, intents, extended FROM cases WHERE id IN"
-        f" ({bulk.placeholders(connection, len(case_ids))}) ORDER BY id{lock}",
-        tuple(case_ids)).fetchall()
+        "SELECT id, ref, org, state, due, intents, extended FROM cases WHERE"
+        f" {ids} ORDER BY id{lock}", params).fetchall()
     dates: dict[Any, Any] = {}  # SQLite gives text: each distinct due date parsed once
     live = []
     for case_id, ref, org, state, due, intents, extended in rows:

@@ -156,11 +156,11 @@ def _lock_heads(session: Session, keys: dict[str, int | None]) -> dict[str, tupl
 
     def lock_existing(wanted: list[str]) -> None:
         for start in range(0, len(wanted), _IN_LIST):
-            part = wanted[start:start + _IN_LIST]
+            keys_in, params = bulk.member(connection, table.c.chain,
+                                          wanted[start:start + _IN_LIST])
             rows = connection.exec_driver_sql(
-                "SELECT chain, events, last_hash FROM audit_chains WHERE chain IN"
-                f" ({bulk.placeholders(connection, len(part))}) ORDER BY chain{lock}",
-                tuple(part)).fetchall()
+                "SELECT chain, events, last_hash FROM audit_chains WHERE"
+                f" {keys_in} ORDER BY chain{lock}", params).fetchall()
             heads.update((chain, (events, last_hash)) for chain, events, last_hash in rows)
 
     lock_existing(ordered)
