@@ -39,8 +39,9 @@ def _placeholder(dialect: Dialect) -> str:
 
 
 def _array(dialect: Dialect, column: Column[Any]) -> str:
-    """A placeholder for an array of the column's values: `%s::VARCHAR(64)[]`."""
-    return f"{_placeholder(dialect)}::{column.type.compile(dialect=dialect)}[]"
+    """A placeholder for an array of the column's values: `%b::VARCHAR(64)[]`, in psycopg's
+    binary format (its text format quoted every element with a regular expression)."""
+    return f"%b::{column.type.compile(dialect=dialect)}[]"
 
 
 def member(connection: Connection, column: Column[Any], values: Sequence[Any]
