@@ -144,9 +144,11 @@ _IN_LIST = 5000  # chain keys per IN list: well under either database's limit on
 def _lock_heads(session: Session, keys: dict[str, int | None]) -> dict[str, tuple[int, str]]:
     """The heads of many chains (key -> case id), each locked until the transaction ends, in
     a few statements: the existing rows locked in key order (SELECT ... ORDER BY chain FOR
-    UPDATE on PostgreSQL, so two writers never wait on each other crosswise), then the missing
-    ones created (ON CONFLICT DO NOTHING, in key order), and any that another transaction
-    created meanwhile locked as well. On SQLite the write transaction holds the file lock."""
+    UPDATE on PostgreSQL, so two writers take the heads they share in the same order; the
+    sweep also holds each case's row first, which keeps two sweeps off one chain), then the
+    missing ones created (ON CONFLICT DO NOTHING, in key order), and any that another
+    transaction created meanwhile locked as well. On SQLite the write transaction holds the
+    file lock."""
     table = _CHAINS
     connection = session.connection()
     ordered = sorted(keys)
@@ -179,7 +181,7 @@ def append_events(session: Session, items: list[tuple[int | None, str, str, str]
     """Add many events, each at the end of its chain in the order given, as `append_event`
     would one by one (the same canonical form and hash, so `dsr audit verify` cannot tell them
     apart), in a handful of statements: the heads of all the chains involved locked at once,
-    the events inserted with one executemany, the heads moved with another (store/bulk.py).
+    the events inserted in one statement, the heads moved in another (store/bulk.py).
     `items` are (case id or None, actor, kind, detail JSON), masked and checked by the caller
     as for `append_event`. They are written in one transaction and carry one `at`, the clock
     when they are appended. Returns the number of events written."""
