@@ -23,7 +23,7 @@ from . import deadlines
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .logs import get_logger
-from .store.audit import append_event
+from .store.audit import append_event, append_events
 from .store.models import (
     Case,
     CaseCounter,
@@ -123,6 +123,47 @@ def record_event(
         EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
         json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
     )
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether JSON would give `value` back unchanged: text, integers, booleans, None, and
+    lists and string-keyed objects of those (a float, a tuple or a date would change)."""
+    if value is None or isinstance(value, str | int):
+        return True
+    if isinstance(value, list):
+        return all(_plain_json(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    return False
+
+
+def record_events(session: Session, events: Iterable[tuple[int | None, str, str, dict[str, Any]]]
+                  ) -> int:
+    """Many events at once, (case id or None, actor, kind, detail) each, masked and checked
+    exactly as `record_event` does, then appended in a few statements (store/audit.py
+    `append_events`: the same chains and hashes as one by one). Returns how many."""
+    seen: dict[str, str] = {}  # a sweep's details repeat their texts: each masked once
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            clean = seen.get(value)
+            if clean is None:
+                clean = seen[value] = mask_personal_numbers(value)
+            return clean
+        if isinstance(value, dict):
+            return {key: mask(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [mask(item) for item in value]
+        return value
+
+    rows = []
+    for case_id, actor, kind, detail in events:
+        # A detail of JSON's own types needs no round trip through JSON to become one.
+        clean = mask(detail if _plain_json(detail) else
+                     json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
+        rows.append((case_id, mask(actor), EventKind(kind).value,
+                     json.dumps(clean, ensure_ascii=False, default=str, sort_keys=True)))
+    return append_events(session, rows)
 
 
 # Events are masked in record_event (before their hash is taken); every other table is masked

@@ -7,7 +7,10 @@ in a job store, so any number of `dsr serve` instances on one PostgreSQL databas
   it belongs to (``before3:2026-04-14``), so an extension moves the ladder to the new date while
   what was sent for the old one stays sent. The row, the audit event (kind ``escalation``) and the
   outbox rows that deliver it are written in one transaction: the insert that loses the race
-  writes nothing.
+  writes nothing. They are written in chunks of cases (CHUNK per transaction, a few statements
+  each: one claiming INSERT ... ON CONFLICT DO NOTHING RETURNING, then the outbox rows and the
+  audit events in bulk), so a backlog of thousands takes seconds, and a sweep stopped between
+  chunks is finished by the next one.
 - The digest is claimed per period by a unique row in `digests`.
 - The working-day calendar the case dates were computed on is kept in `scheduler_state`; when it
   changes (an `extra_closed_dates` entry, a new `holidays` release) open cases' dates are computed
@@ -30,7 +33,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import holidays
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
@@ -43,6 +46,7 @@ from . import cases, drafting, workflow
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines
 from .logs import get_logger
+from .store import bulk
 from .store.db import session_scope
 from .store.models import (
     Case,
@@ -61,7 +65,8 @@ FINISHED = ("answered", "closed", "rejected")
 # The same predicate as the partial index ix_cases_open_due (migration 0007): keep them equal.
 OPEN_SQL = "state NOT IN ('answered', 'closed', 'rejected')"
 DIGEST_HORIZON = 7  # working days: "due soon" in the digest
-BATCH = 200  # escalations written per transaction
+CHUNK = 1000  # cases escalated per transaction: a backlog never holds its locks for long
+BATCH = 200  # verification reminders per transaction (each one sends a fresh code)
 TEMPLATE_LANGUAGES = ("nb", "nn", "en")
 ACTOR = "dsr-scheduler"
 
@@ -69,6 +74,12 @@ ACTOR = "dsr-scheduler"
 def calendar_of(settings: Settings) -> Calendar:
     c = settings.cases
     return Calendar(c.holiday_country, c.holiday_subdiv, c.extra_closed_dates)
+
+
+def as_of(moment: datetime) -> str:
+    """The moment a sweep acted at, as its audit events record it (`as_of`, Oslo time): under
+    `dsr sweep --now` the simulated moment, while the event's own `at` is the real clock."""
+    return moment.astimezone(OSLO).isoformat(timespec="seconds")
 
 
 def now_of(settings: Settings, now: datetime | None = None) -> datetime:
@@ -180,12 +191,16 @@ def _mail(from_addr: str, from_name: str, to: str, subject: str, body: str,
     return msg.as_bytes()
 
 
-def queue_slack(session: Session, *, dedup_key: str, channel: str, text_: str,
-                blocks: list[dict[str, Any]], case_id: int | None, moment: datetime) -> Outbox:
+def _slack_call(channel: str, text_: str, blocks: list[dict[str, Any]]) -> bytes:
     payload = {"method": "chat.postMessage",
                "args": {"channel": channel, "text": text_, "blocks": blocks}}
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def queue_slack(session: Session, *, dedup_key: str, channel: str, text_: str,
+                blocks: list[dict[str, Any]], case_id: int | None, moment: datetime) -> Outbox:
     row = Outbox(dedup_key=dedup_key, kind="slack", case_id=case_id, recipient=channel,
-                 payload=json.dumps(payload, ensure_ascii=False).encode(),
+                 payload=_slack_call(channel, text_, blocks),
                  next_attempt_at=moment, created_at=moment)
     session.add(row)
     return row
@@ -240,43 +255,110 @@ def _reminder_candidates(session: Session, cutoff: datetime) -> list[int]:
 def _claim_step(session: Session, case_id: int, step: str, due: date | None,
                 moment: datetime) -> int | None:
     """Insert the (case, step) row; its id, or None when another sweep has it already."""
-    statement = _dialect_insert(session, Escalation).values(
-        case_id=case_id, step=step, due_on=due or moment.astimezone(OSLO).date(),
-        created_at=moment.astimezone(timezone.utc),
-    ).on_conflict_do_nothing(index_elements=["case_id", "step"]).returning(Escalation.id)
-    return session.execute(statement).scalar()
+    claimed = _claim_steps(session, [(case_id, step, due)], moment)
+    return claimed.get((case_id, step))
 
 
-def _deliver_escalation(session: Session, settings: Settings, case: Case, esc_id: int,
-                        step: str, kind: str, days: int, unsettled: list[str],
-                        moment: datetime) -> list[str]:
-    """Outbox rows for one escalation: Slack when on, managers' email when Slack is off and
-    always from the due date on. Returns where it goes."""
-    org = settings.organization(case.org)
+_ESCALATIONS = Escalation.__table__
+_OUTBOX = Outbox.__table__
+
+
+def _claim_steps(session: Session, steps: list[tuple[int, str, date | None]],
+                 moment: datetime) -> dict[tuple[int, str], int]:
+    """Insert the (case, step) rows in one multi-row INSERT ... ON CONFLICT DO NOTHING
+    RETURNING; {(case, step): id} of those this transaction claimed. A step that another
+    sweep (here or in another instance) has already is not returned: it is theirs."""
+    if not steps:
+        return {}
+    created = moment.astimezone(timezone.utc)
+    today = moment.astimezone(OSLO).date()
+    rows = bulk.insert_returning(
+        session.connection(), _ESCALATIONS, ("case_id", "step", "due_on", "created_at"),
+        [(case_id, step, due or today, created) for case_id, step, due in steps],
+        conflict=("case_id", "step"), returning=("id", "case_id", "step"))
+    return {(case_id, step): esc_id for esc_id, case_id, step in rows}
+
+
+def _unsettled_of(session: Session, case_ids: list[int]) -> dict[int, list[str]]:
+    """Per case, its checklist systems not settled (access, suppression, then erasure)."""
+    found: dict[int, list[str]] = {}
+    if not case_ids:
+        return found
+    connection = session.connection()
+    ids, params = bulk.member(connection, ChecklistItem.__table__.c.case_id, case_ids)
+    for case_id, kind, system in connection.exec_driver_sql(
+            "SELECT case_id, kind, system FROM checklist_items WHERE state = 'pending'"
+            f" AND {ids} ORDER BY case_id, id", params):
+        found.setdefault(case_id, []).append(f"{kind}: {system}")
+    ids, params = bulk.member(connection, ErasureTask.__table__.c.case_id, case_ids)
+    for case_id, system in connection.exec_driver_sql(
+            "SELECT case_id, system FROM erasure_tasks WHERE state = 'pending'"
+            f" AND {ids} ORDER BY case_id, id", params):
+        found.setdefault(case_id, []).append(f"erasure: {system}")
+    return found
+
+
+_OUTBOX_COLUMNS = ("dedup_key", "kind", "case_id", "recipient", "payload", "state", "attempts",
+                   "next_attempt_at", "created_at")
+
+
+def _outbox_row(dedup_key: str, kind: str, case_id: int | None, recipient: str,
+                payload: bytes, moment: datetime) -> tuple[Any, ...]:
+    return (dedup_key, kind, case_id, recipient, payload, "pending", 0, moment, moment)
+
+
+class _Due(NamedTuple):
+    """A case as the sweep reads it: plain values, no ORM object."""
+
+    id: int
+    ref: str
+    org: str
+    state: str
+    due: date
+    intents: str | None
+    extended: bool
+
+
+def _routes(settings: Settings, org: Any) -> dict[bool, tuple[str | None, list[str]]]:
+    """Where an organisation's escalations go, (Slack channel, managers), not urgent and
+    urgent: Slack when on, managers' email when Slack is off and always from the due date on."""
+    slack = settings.slack
+    routes = {}
+    for urgent in (False, True):
+        channel = None
+        if slack.enabled:
+            channel = (slack.manager_channel or slack.review_channel) if urgent else \
+                (slack.review_channel or slack.manager_channel)
+        routes[urgent] = (channel, list(org.managers) if urgent or not channel else [])
+    return routes
+
+
+def _escalation_rows(org: Any, route: tuple[str | None, list[str]], case: _Due, esc_id: int,
+                     kind: str, days: int, unsettled: list[str], moment: datetime
+                     ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Where one escalation goes (`route`, see _routes) and its outbox rows, rendered only
+    when it goes somewhere."""
+    channel, managers = route
+    to = ([f"slack:{channel}"] if channel else []) + [f"mail:{m}" for m in managers]
+    if not to:
+        return to, []
     context = {"kind": kind, "days": days, "ref": case.ref, "org_name": org.name,
                "due": case.due.isoformat() if case.due else "-",
                "intents": json.loads(case.intents or "[]"), "state": case.state,
-               "extended": case.extended, "assignee": None, "unsettled": unsettled}
+               "extended": bool(case.extended), "assignee": None, "unsettled": unsettled}
     subject, body = _render(org.language, "escalation.txt.j2", context)
-    to: list[str] = []
-    slack = settings.slack
-    urgent = kind in ("due", "overdue")
-    if slack.enabled:
-        channel = (slack.manager_channel or slack.review_channel) if urgent else \
-            (slack.review_channel or slack.manager_channel)
-        if channel:
-            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*"}},
-                      {"type": "section", "text": {"type": "mrkdwn", "text": body}}]
-            queue_slack(session, dedup_key=f"escalation:{esc_id}:slack", channel=channel,
-                        text_=subject, blocks=blocks, case_id=case.id, moment=moment)
-            to.append(f"slack:{channel}")
-    if urgent or not to:
-        for manager in org.managers:
-            queue_staff_mail(session, dedup_key=f"escalation:{esc_id}:mail:{manager}", to=manager,
-                             from_addr=org.addresses[0], from_name=org.name, subject=subject,
-                             body=body, html=None, case_id=case.id, moment=moment)
-            to.append(f"mail:{manager}")
-    return to
+    rows = []
+    if channel:
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*"}},
+                  {"type": "section", "text": {"type": "mrkdwn", "text": body}}]
+        rows.append(_outbox_row(f"escalation:{esc_id}:slack", "slack", case.id, channel,
+                                _slack_call(channel, subject, blocks), moment))
+    for manager in managers:
+        key = f"escalation:{esc_id}:mail:{manager}"
+        rows.append(_outbox_row(key, "email", case.id, manager,
+                                _mail(org.addresses[0], org.name, manager, subject, body, None,
+                                      moment, key), moment))
+    return to, rows
 
 
 def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> list[Escalated]:
@@ -310,10 +392,9 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
             and (case_id, f"checklist:{due.isoformat()}") not in sent
         if (plain is not None and (case_id, plain[0]) not in sent) or maybe_checklist:
             todo.append(case_id)
-    for start in range(0, len(todo), BATCH):
-        with session_scope(engine) as session:
-            for case_id in todo[start:start + BATCH]:
-                done += _escalate_case(session, settings, cal, case_id, today, moment)
+    for start in range(0, len(todo), CHUNK):  # each chunk one transaction: a crash between
+        # chunks loses nothing, and the next sweep finds what is left (the unique key)
+        done += _escalate_chunk(engine, settings, cal, todo[start:start + CHUNK], today, moment)
     for start in range(0, len(reminders), BATCH):
         with session_scope(engine) as session:
             for case_id in reminders[start:start + BATCH]:
@@ -325,37 +406,84 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
     return done
 
 
-def _escalate_case(session: Session, settings: Settings, cal: Calendar, case_id: int,
-                   today: date, moment: datetime) -> list[Escalated]:
+def _escalate_chunk(engine: Engine, settings: Settings, cal: Calendar, case_ids: list[int],
+                    today: date, moment: datetime) -> list[Escalated]:
+    """One transaction for a chunk of cases: the escalation rows, their audit events and the
+    outbox rows that deliver them, all or nothing."""
+    with session_scope(engine) as session:
+        return _escalate_cases(session, settings, cal, case_ids, today, moment)
+
+
+def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_ids: list[int],
+                    today: date, moment: datetime) -> list[Escalated]:
+    """Escalate many cases in a few statements: the cases read (and on PostgreSQL locked) at
+    once, their steps claimed in one INSERT ... ON CONFLICT DO NOTHING RETURNING, then for the
+    claimed steps only, the outbox rows and the audit events, each with one executemany."""
+    conf = settings.scheduler
     # SKIP LOCKED (PostgreSQL): a case another instance (or a staff action) holds is left to
     # it, or to the next sweep; the unique (case, step) row decides who sends.
-    case = session.execute(select(Case).where(Case.id == case_id)
-                           .with_for_update(skip_locked=True)
-                           .execution_options(populate_existing=True)).scalar_one_or_none()
-    if case is None or case.state in FINISHED or case.due is None:
-        return []
-    conf = settings.scheduler
+    connection = session.connection()
+    lock = " FOR UPDATE SKIP LOCKED" if connection.dialect.name == "postgresql" else ""
+    ids, params = bulk.member(connection, Case.__table__.c.id, case_ids)
+    rows = connection.exec_driver_sql(
+        "SELECT id, ref, org, state, due, intents, extended FROM cases WHERE"
+        f" {ids} ORDER BY id{lock}", params).fetchall()
+    dates: dict[Any, Any] = {}  # SQLite gives text: each distinct due date parsed once
+    live = []
+    for case_id, ref, org, state, due, intents, extended in rows:
+        if state in FINISHED or due is None:
+            continue
+        if due not in dates:
+            dates[due] = _as_date(due)
+        live.append(_Due(case_id, ref, org, state, dates[due], intents, bool(extended)))
+    left: dict[date, int] = {}  # working days left, per due date (few distinct ones)
+    for r in live:
+        if r.due not in left:
+            left[r.due] = cal.working_days_between(today, r.due)
     # Checklists are named from `checklist_warning_days` before due (and while overdue) only.
-    near = cal.working_days_between(today, case.due) <= conf.checklist_warning_days
-    unsettled = _unsettled(session, case.id) if near else []
-    step = ladder_step(cal, today, case.due, conf.ladder, conf.checklist_warning_days,
-                       bool(unsettled))
-    steps = [step] if step is not None else []
-    if step is not None and step[1] == "checklist":
-        plain = ladder_step(cal, today, case.due, conf.ladder)
-        if plain is not None:  # both the checklist warning and the ladder's own step
-            steps.append(plain)
-    done = []
-    for key, kind, days in steps:
-        esc_id = _claim_step(session, case.id, key, case.due, moment)
+    unsettled = _unsettled_of(session, [r.id for r in live
+                                        if left[r.due] <= conf.checklist_warning_days])
+    steps_of: dict[tuple[date, bool], list[tuple[str, str, int]]] = {}
+    planned: list[tuple[_Due, str, str, int, list[str]]] = []
+    for r in live:
+        named_all = unsettled.get(r.id, [])
+        shape = (r.due, bool(named_all))
+        if shape not in steps_of:
+            step = ladder_step(cal, today, r.due, conf.ladder, conf.checklist_warning_days,
+                               bool(named_all))
+            steps = [step] if step is not None else []
+            if step is not None and step[1] == "checklist":
+                plain = ladder_step(cal, today, r.due, conf.ladder)
+                if plain is not None:  # both the checklist warning and the ladder's own step
+                    steps.append(plain)
+            steps_of[shape] = steps
+        for key, kind, days in steps_of[shape]:
+            named = named_all if (kind == "checklist" or days <= conf.checklist_warning_days
+                                  or kind == "overdue") else []
+            planned.append((r, key, kind, days, named))
+    claimed = _claim_steps(session, [(r.id, key, r.due) for r, key, *_ in planned], moment)
+    done: list[Escalated] = []
+    outbox: list[tuple[Any, ...]] = []
+    trail: list[tuple[int, str, str, dict[str, Any]]] = []
+    orgs: dict[str, tuple[Any, dict[bool, tuple[str | None, list[str]]]]] = {}
+    acted = as_of(moment)
+    for r, key, kind, days, named in planned:
+        esc_id = claimed.get((r.id, key))
         if esc_id is None:
             continue
-        named = unsettled if (kind == "checklist" or days <= conf.checklist_warning_days
-                              or kind == "overdue") else []
-        to = _deliver_escalation(session, settings, case, esc_id, key, kind, days, named, moment)
-        cases.record_event(session, case, ACTOR, "escalation", step=key, due=case.due, to=to,
-                           **({"unsettled": named} if named else {}))
-        done.append(Escalated(case.ref, case.org, key, case.due, to))
+        if r.org not in orgs:
+            org = settings.organization(r.org)
+            orgs[r.org] = org, _routes(settings, org)
+        org, routes = orgs[r.org]
+        to, queued = _escalation_rows(org, routes[kind in ("due", "overdue")], r, esc_id, kind,
+                                      days, named, moment)
+        outbox += queued
+        trail.append((r.id, ACTOR, "escalation",
+                      {"step": key, "due": r.due.isoformat(), "to": to, "as_of": acted,
+                       **({"unsettled": named} if named else {})}))
+        done.append(Escalated(r.ref, r.org, key, r.due, to))
+    bulk.insert_many(session.connection(), _OUTBOX, _OUTBOX_COLUMNS, outbox)
+    cases.record_events(session, trail)
     return done
 
 
@@ -374,7 +502,7 @@ def _remind(session: Session, settings: Settings, case_id: int, moment: datetime
         else "no_address"
     to = ["requester"] if outcome == "code_resent" else []
     cases.record_event(session, case, ACTOR, "escalation", step="verification_reminder",
-                       due=case.due, to=to, outcome=outcome)
+                       due=case.due, to=to, outcome=outcome, as_of=as_of(moment))
     return Escalated(case.ref, case.org, "verification_reminder", case.due, to)
 
 
@@ -395,6 +523,7 @@ def move_dates_if_calendar_changed(engine: Engine, settings: Settings,
     """Recompute open cases' dates when the calendar differs from the one they were computed
     on; each moved due date is an audit event. Never earlier than a date already given."""
     fingerprint = calendar_fingerprint(settings)
+    moment = now_of(settings, now)
     with session_scope(engine, write=False) as session:
         stored = session.get(SchedulerState, CALENDAR_KEY)
         if stored is not None and stored.value == fingerprint:
@@ -435,7 +564,8 @@ def move_dates_if_calendar_changed(engine: Engine, settings: Settings,
                 continue
             before, after = change
             cases.record_event(session, case, ACTOR, "deadline_moved", previous_due=before,
-                               due=after, reason="the working-day calendar changed")
+                               due=after, reason="the working-day calendar changed",
+                               as_of=as_of(moment))
             moved.append((case.ref, before, after))
         state.value = fingerprint
         state.updated_at = utcnow()

@@ -125,7 +125,7 @@ class EventKind(StrEnum):
     MAIL_SENT = "mail_sent"  # the relay (or the Maildir) took a mail about the case
     ANSWERED = "answered"  # the approved reply was delivered
     # The scheduler: deadlines in motion.
-    ESCALATION = "escalation"  # one step of the escalation ladder (detail: step, due, to)
+    ESCALATION = "escalation"  # one step of the escalation ladder (detail: step, due, to, as_of)
     DEADLINE_MOVED = "deadline_moved"  # the working-day calendar changed under an open case
     # The Slack review desk.
     DRAFT_EDITED = "draft_edited"  # staff changed a pending draft; dsr's text stays as version 1

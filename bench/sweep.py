@@ -3,12 +3,14 @@ escalation ladder; the sweep must find those through an index, not a scan of the
 
 Prints, per database: the time to load the cases (not a target), the sweep's selection (what a
 sweep costs when nothing new is due: every sweep after the first in a period), the first sweep
-that writes all 10,000 escalations (event, outbox row), a repeated sweep, and the digest built
-for the 100,000 open cases; each with the peak Python memory (tracemalloc) and the process's
-maximum resident size.
+that writes all 10,000 escalations (escalation rows, audit events, and with --deliver the outbox
+rows) and what it wrote, a repeated sweep that finds nothing new, the hash chains it extended
+checked, and the digest built for the 100,000 open cases; each with the peak Python memory
+(tracemalloc) and the process's maximum resident size.
 
     python bench/sweep.py                       # SQLite in a temporary folder
     BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test python bench/sweep.py
+    python bench/sweep.py --deliver             # Slack on, a manager per organisation
     python bench/sweep.py --cases 100000        # smaller, for a quick look
 
 Targets (issue 17): the sweep under 0.5 s on PostgreSQL and on SQLite; the digest under 2 s.
@@ -29,13 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from assistant import scheduler  # noqa: E402
 from assistant.config import load_settings  # noqa: E402
 from assistant.deadlines import OSLO, Deadlines, compute_deadlines  # noqa: E402
+from assistant.store import bulk  # noqa: E402
+from assistant.store.audit import chain_key, check_chain  # noqa: E402
 from assistant.store.db import open_store, session_scope  # noqa: E402
+from assistant.store.models import AuditChain, Case, Event  # noqa: E402
 
 TODAY = date(2026, 4, 14)  # a Tuesday after Easter
 NOW = datetime(2026, 4, 14, 9, 0, tzinfo=OSLO)
@@ -95,29 +100,68 @@ def load(engine, total: int, open_cases: int, due_cases: int) -> None:
         finally:
             raw.close()
         return
-    placeholders = ", ".join(f":{c}" for c in COLUMNS)
-    statement = text(f"INSERT INTO cases ({', '.join(COLUMNS)}) VALUES ({placeholders})")
+    # The driver's executemany with values bound as SQLAlchemy stores them (store/bulk.py):
+    # SQLAlchemy's own executemany spent minutes preparing a million parameter sets.
+    table = Case.__table__
     batch = []
     with engine.begin() as conn:
         for r in rows(total, open_cases, due_cases):
-            batch.append(dict(zip(COLUMNS, full(r))))
+            values = full(r)
+            batch.append(values[:12] + (values[12].replace(tzinfo=timezone.utc),
+                                        values[13].replace(tzinfo=timezone.utc))
+                         + values[14:20] + (values[20].replace(tzinfo=timezone.utc),
+                                            values[21].replace(tzinfo=timezone.utc)))
             if len(batch) == 20_000:
-                conn.execute(statement, batch)
+                bulk.insert_many(conn, table, COLUMNS, batch)
                 batch.clear()
-        if batch:
-            conn.execute(statement, batch)
+        bulk.insert_many(conn, table, COLUMNS, batch)
         conn.execute(text("ANALYZE"))
 
 
+TRACE = False  # --tracemalloc: the Python heap's peak instead, at the cost of a slower run
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        text_ = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in text_.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def _reset_peak() -> bool:
+    """Linux: reset the process's resident high-water mark, so VmHWM is this step's peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
 def measure(label: str, fn):
-    tracemalloc.start()
+    """Time one step and its peak memory. By default the time runs without tracemalloc (which
+    slowed allocation-heavy steps several times over) and the peak is the resident set's
+    high-water mark during the step above the resident set before it; --tracemalloc reports
+    the Python heap's peak instead."""
+    if TRACE:
+        tracemalloc.start()
+    before = _status_kib("VmRSS") if _reset_peak() else None
     t0 = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"  {label:<44} {seconds:8.3f} s   peak {peak / 2**20:7.1f} MiB (max RSS {rss:.0f} MiB)")
+    if TRACE:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        memory = f"peak {peak / 2**20:7.1f} MiB heap"
+    elif before is not None:
+        memory = f"peak +{(_status_kib('VmHWM') - before) / 1024:6.1f} MiB RSS"
+    else:
+        memory = "peak (not measured)"
+    print(f"  {label:<46} {seconds:8.3f} s   {memory} (max RSS {rss:.0f} MiB)")
     return result, seconds
 
 
@@ -134,6 +178,20 @@ def selection(engine, settings):
     return found
 
 
+def check_escalated(engine) -> tuple[int, list]:
+    """The chains of the escalated cases, as `dsr audit verify` checks them (a loaded case has
+    no events of its own, which verify_trail would rightly call a removed trail)."""
+    by_chain: dict[str, list] = {}
+    with session_scope(engine, write=False) as s:
+        for event in s.execute(select(Event).where(Event.case_id.is_not(None))
+                               .order_by(Event.id)).scalars():
+            by_chain.setdefault(chain_key(event.case_id), []).append(event)
+        heads = {h.chain: h for h in s.execute(select(AuditChain)).scalars()}
+    broken = [(key, found[0]) for key, events in by_chain.items()
+              if (found := check_chain(events, heads.get(key))) is not None]
+    return len(by_chain), broken
+
+
 def plan(engine, url: str) -> str:
     """The query plan of the sweep's selection, so 'an index, not a scan' is seen, not assumed."""
     query = f"SELECT id, due FROM cases WHERE {scheduler.OPEN_SQL} AND due <= '2026-04-23'"
@@ -145,22 +203,37 @@ def plan(engine, url: str) -> str:
     return " | ".join(line.strip() for line in lines[:3])
 
 
-def run(url: str, total: int, open_cases: int, due_cases: int) -> None:
+def run(url: str, total: int, open_cases: int, due_cases: int, deliver: bool) -> None:
     os.environ["DSR_DATABASE__URL"] = url
     settings = load_settings(None)
+    if deliver:  # every escalation also queues its messages: Slack, and mail when urgent
+        settings.slack.bot_token = "xoxb-bench"
+        settings.slack.review_channel, settings.slack.manager_channel = "CREVIEW", "CMANAGERS"
+        for org in settings.organizations:
+            org.managers = [f"leder@{org.id}.example"]
     engine = open_store(url)
     print(f"{engine.dialect.name}: {total:,} cases, {open_cases:,} open, {due_cases:,} due "
-          "inside the ladder")
+          "inside the ladder" + ("; Slack on and a manager per organisation" if deliver else
+                                 "; no Slack, no managers (the defaults): no outbox rows"))
     measure("load (not a target)", lambda: load(engine, total, open_cases, due_cases))
     print(f"  plan: {plan(engine, url)}")
     measure("calendar check at first start (all open cases)",
             lambda: scheduler.move_dates_if_calendar_changed(engine, settings, NOW))
     found, _ = measure("sweep selection (target < 0.5 s)", lambda: selection(engine, settings))
-    done, _ = measure("first sweep, writing every escalation",
+    done, _ = measure("first sweep, writing them all (target < 0.5 s)",
                       lambda: scheduler.sweep(engine, settings, NOW))
-    again, _ = measure("repeated sweep (target < 0.5 s)",
+    with engine.connect() as conn:
+        written = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                   for t in ("escalations", "events", "outbox")]
+    print(f"    wrote {written[0]:,} escalations, {written[1]:,} audit events, "
+          f"{written[2]:,} outbox rows")
+    again, _ = measure("repeated sweep, nothing new (target < 0.5 s)",
                        lambda: scheduler.sweep(engine, settings, NOW))
     print(f"  found {len(found):,} due; escalated {len(done):,}, then {len(again):,}")
+    if done:
+        (chains, broken), _ = measure("hash chains of the escalated cases checked",
+                                      lambda: check_escalated(engine))
+        print(f"    {chains:,} chains, {len(broken)} broken{': ' + str(broken[:3]) if broken else ''}")
 
     def digest():
         with session_scope(engine, write=False) as s:
@@ -179,11 +252,18 @@ def main() -> int:
     parser.add_argument("--open", type=int, default=100_000)
     parser.add_argument("--due", type=int, default=10_000)
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="peak memory of the Python heap (tracemalloc), slower timings")
+    parser.add_argument("--deliver", action="store_true",
+                        help="Slack on and a manager per organisation: outbox rows as well")
     args = parser.parse_args()
+    global TRACE
+    TRACE = args.tracemalloc
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     if args.only != "postgresql":
         with tempfile.TemporaryDirectory() as folder:
-            run(f"sqlite:///{Path(folder) / 'bench.db'}", args.cases, args.open, args.due)
+            run(f"sqlite:///{Path(folder) / 'bench.db'}", args.cases, args.open, args.due,
+                args.deliver)
     pg = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("DSR_TEST_POSTGRES_URL")
     if args.only != "sqlite":
         if not pg:
@@ -196,7 +276,7 @@ def main() -> int:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
             run(base.set(database=name).render_as_string(hide_password=False), args.cases,
-                args.open, args.due)
+                args.open, args.due, args.deliver)
         finally:
             from assistant.store import db
 

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from . import bulk
 from .models import AuditChain, Case, Event, utcnow
 
 GENESIS = "0" * 64  # the prev_hash of the first event of every chain
@@ -49,7 +50,12 @@ def canonical_at(at: datetime) -> str:
 def event_hash(case_id: int | None, at: datetime, actor: str, kind: str, detail: str,
                prev_hash: str) -> str:
     """SHA-256 over a JSON array of the fields: unambiguous, whatever text the fields hold."""
-    form = [_FORMAT, case_id, canonical_at(at), actor, kind, detail, prev_hash]
+    return _digest(case_id, canonical_at(at), actor, kind, detail, prev_hash)
+
+
+def _digest(case_id: int | None, at_text: str, actor: str, kind: str, detail: str,
+            prev_hash: str) -> str:
+    form = [_FORMAT, case_id, at_text, actor, kind, detail, prev_hash]
     data = json.dumps(form, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(data).hexdigest()
 
@@ -129,6 +135,80 @@ def append_event(session: Session, case_id: int | None, actor: str, kind: str,
     )
     session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
     return event_id
+
+
+_EVENT_COLUMNS = ("case_id", "at", "actor", "kind", "detail", "prev_hash", "hash")
+_IN_LIST = 5000  # chain keys per IN list: well under either database's limit on parameters
+
+
+def _lock_heads(session: Session, keys: dict[str, int | None]) -> dict[str, tuple[int, str]]:
+    """The heads of many chains (key -> case id), each locked until the transaction ends, in
+    a few statements: the existing rows locked in key order (SELECT ... ORDER BY chain FOR
+    UPDATE on PostgreSQL, so two writers take the heads they share in the same order; the
+    sweep also holds each case's row first, which keeps two sweeps off one chain), then the
+    missing ones created (ON CONFLICT DO NOTHING, in key order), and any that another
+    transaction created meanwhile locked as well. On SQLite the write transaction holds the
+    file lock."""
+    table = _CHAINS
+    connection = session.connection()
+    ordered = sorted(keys)
+    heads: dict[str, tuple[int, str]] = {}
+
+    lock = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
+
+    def lock_existing(wanted: list[str]) -> None:
+        for start in range(0, len(wanted), _IN_LIST):
+            keys_in, params = bulk.member(connection, table.c.chain,
+                                          wanted[start:start + _IN_LIST])
+            rows = connection.exec_driver_sql(
+                "SELECT chain, events, last_hash FROM audit_chains WHERE"
+                f" {keys_in} ORDER BY chain{lock}", params).fetchall()
+            heads.update((chain, (events, last_hash)) for chain, events, last_hash in rows)
+
+    lock_existing(ordered)
+    missing = [k for k in ordered if k not in heads]
+    if missing:
+        created = bulk.insert_returning(
+            connection, table, ("chain", "case_id", "events", "last_hash"),
+            [(k, keys[k], 0, GENESIS) for k in missing], conflict=("chain",),
+            returning=("chain",))
+        heads.update((k, (0, GENESIS)) for (k,) in created)
+        lock_existing([k for k in missing if k not in heads])  # created by another meanwhile
+    return heads
+
+
+def append_events(session: Session, items: list[tuple[int | None, str, str, str]]) -> int:
+    """Add many events, each at the end of its chain in the order given, as `append_event`
+    would one by one (the same canonical form and hash, so `dsr audit verify` cannot tell them
+    apart), in a handful of statements: the heads of all the chains involved locked at once,
+    the events inserted in one statement, the heads moved in another (store/bulk.py).
+    `items` are (case id or None, actor, kind, detail JSON), masked and checked by the caller
+    as for `append_event`. They are written in one transaction and carry one `at`, the clock
+    when they are appended. Returns the number of events written."""
+    if not items:
+        return 0
+    heads = session.info.setdefault(_HEADS, {})
+    wanted = {chain_key(case_id): case_id for case_id, *_ in items}
+    fresh = {k: v for k, v in wanted.items() if k not in heads}
+    moved = {k: heads[k] for k in wanted if k in heads}
+    if fresh:
+        moved.update(_lock_heads(session, fresh))
+        heads.update((k, moved[k]) for k in fresh)  # locked now, whatever happens below
+    at = utcnow()
+    at_text = canonical_at(at)
+    rows = []
+    for case_id, actor, kind, detail in items:
+        key = chain_key(case_id)
+        count, last_hash = moved[key]
+        digest = _digest(case_id, at_text, actor, kind, detail, last_hash)
+        rows.append((case_id, at, actor, kind, detail, last_hash, digest))
+        moved[key] = (count + 1, digest)
+    connection = session.connection()
+    bulk.insert_many(connection, _EVENTS, _EVENT_COLUMNS, rows)
+    bulk.update_many(connection, _CHAINS, ("events", "last_hash"), "chain",
+                     [(count, newest, k) for k, (count, newest) in moved.items()])
+    heads.update(moved)
+    return len(rows)
 
 
 # -- verifying ----------------------------------------------------------------------------------
