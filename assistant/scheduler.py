@@ -58,6 +58,7 @@ from .store.models import (
     SchedulerState,
     utcnow,
 )
+from .vocabulary import SLACK_USER_RE
 
 log = get_logger("scheduler")
 
@@ -317,6 +318,15 @@ class _Due(NamedTuple):
     due: date
     intents: str | None
     extended: bool
+    assignee: str | None = None
+
+
+def _assignee_for(assignee: str | None, slack: bool) -> str | None:
+    """How an escalation names the assignee: a Slack user ID is a mention in Slack (they are
+    notified) and marked as a Slack ID in mail; a name stays a name."""
+    if not assignee or not SLACK_USER_RE.match(assignee):
+        return assignee
+    return f"<@{assignee}>" if slack else f"{assignee} (Slack)"
 
 
 def _routes(settings: Settings, org: Any) -> dict[bool, tuple[str | None, list[str]]]:
@@ -345,12 +355,18 @@ def _escalation_rows(org: Any, route: tuple[str | None, list[str]], case: _Due, 
     context = {"kind": kind, "days": days, "ref": case.ref, "org_name": org.name,
                "due": case.due.isoformat() if case.due else "-",
                "intents": json.loads(case.intents or "[]"), "state": case.state,
-               "extended": bool(case.extended), "assignee": None, "unsettled": unsettled}
+               "extended": bool(case.extended), "unsettled": unsettled,
+               "assignee": _assignee_for(case.assignee, slack=False)}
     subject, body = _render(org.language, "escalation.txt.j2", context)
     rows = []
     if channel:
+        if case.assignee and SLACK_USER_RE.match(case.assignee):
+            context["assignee"] = _assignee_for(case.assignee, slack=True)
+            subject, body_slack = _render(org.language, "escalation.txt.j2", context)
+        else:
+            body_slack = body
         blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*"}},
-                  {"type": "section", "text": {"type": "mrkdwn", "text": body}}]
+                  {"type": "section", "text": {"type": "mrkdwn", "text": body_slack}}]
         rows.append(_outbox_row(f"escalation:{esc_id}:slack", "slack", case.id, channel,
                                 _slack_call(channel, subject, blocks), moment))
     for manager in managers:
@@ -426,16 +442,17 @@ def _escalate_cases(session: Session, settings: Settings, cal: Calendar, case_id
     lock = " FOR UPDATE SKIP LOCKED" if connection.dialect.name == "postgresql" else ""
     ids, params = bulk.member(connection, Case.__table__.c.id, case_ids)
     rows = connection.exec_driver_sql(
-        "SELECT id, ref, org, state, due, intents, extended FROM cases WHERE"
+        "SELECT id, ref, org, state, due, intents, extended, assignee FROM cases WHERE"
         f" {ids} ORDER BY id{lock}", params).fetchall()
     dates: dict[Any, Any] = {}  # SQLite gives text: each distinct due date parsed once
     live = []
-    for case_id, ref, org, state, due, intents, extended in rows:
+    for case_id, ref, org, state, due, intents, extended, assignee in rows:
         if state in FINISHED or due is None:
             continue
         if due not in dates:
             dates[due] = _as_date(due)
-        live.append(_Due(case_id, ref, org, state, dates[due], intents, bool(extended)))
+        live.append(_Due(case_id, ref, org, state, dates[due], intents, bool(extended),
+                         assignee))
     left: dict[date, int] = {}  # working days left, per due date (few distinct ones)
     for r in live:
         if r.due not in left:

@@ -168,3 +168,6 @@ def is_reply_subject(subject: str) -> bool:
 def strip_reply_prefixes(subject: str) -> str:
     """The subject without its leading reply/forward prefixes ("SV: Re: Innsyn" -> "Innsyn")."""
     return REPLY_PREFIX_RE.sub("", subject or "", count=1)
+
+# A Slack user ID ("U…", or "W…" on Enterprise Grid): an assignee that Slack can mention.
+SLACK_USER_RE: re.Pattern[str] = re.compile(r"^[UW][A-Z0-9]{2,}$")

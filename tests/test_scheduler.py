@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta
+from email import message_from_bytes
+from email.policy import default
 
 from sqlalchemy import select
 
 from assistant import cases, scheduler, workflow
 from assistant.deadlines import OSLO
 from assistant.store.db import session_scope
-from assistant.store.models import Escalation, Event, Outbox
+from assistant.store.models import Case, Escalation, Event, Outbox
 
 
 def at_noon(d: date) -> datetime:
@@ -181,6 +183,32 @@ def test_slack_rows_and_managers_mail(engine, settings):
     mail = rows[2].payload.decode()
     assert "Auto-Submitted: auto-generated" in mail and ref in mail
     assert "kari@example.no" not in mail  # staff get the reference, not the person
+
+
+def test_an_escalation_mentions_the_assignee_in_slack_and_names_them_in_mail(engine, settings):
+    settings.slack.bot_token = "xoxb-test"
+    settings.slack.review_channel = "CREVIEW"
+    settings.slack.manager_channel = "CMANAGERS"
+    settings.organization("branninfo").managers = ["leder@branninfo.no"]
+    assigned = open_case(engine, settings, date(2026, 3, 10))
+    named = open_case(engine, settings, date(2026, 3, 10), requester="ola@example.no")
+    nobody = open_case(engine, settings, date(2026, 3, 10), requester="per@example.no")
+    with session_scope(engine) as s:
+        workflow.assign(s, assigned, "UKARI123", by="tester")
+        workflow.assign(s, named, "Ola Nordmann", by="tester")
+    scheduler.sweep(engine, settings, at_noon(date(2026, 4, 9)))  # due: Slack and managers' mail
+    with session_scope(engine, write=False) as s:
+        rows = s.execute(select(Outbox).order_by(Outbox.id)).scalars().all()
+        by_case = {}
+        for r in rows:
+            by_case.setdefault(s.get(Case, r.case_id).ref, {})[r.kind] = r.payload
+    slack = {ref: json.dumps(json.loads(p["slack"])["args"]["blocks"]) for ref, p in by_case.items()}
+    mail = {ref: message_from_bytes(p["email"], policy=default).get_content()
+            for ref, p in by_case.items()}
+    assert "<@UKARI123>" in slack[assigned] and "UKARI123 (Slack)" in mail[assigned]
+    assert "<@" not in mail[assigned]
+    assert "Ola Nordmann" in slack[named] and "Ola Nordmann" in mail[named]
+    assert "Ansvarlig" not in slack[nobody] and "Ansvarlig" not in mail[nobody]
 
 
 def test_a_closed_date_added_moves_open_dates_never_earlier(engine, settings, tmp_path):

@@ -11,7 +11,6 @@ update never calls for another update.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from ... import desk
 from ...config import Settings
 from ...outbox import CARD_KEY
 from ...store.models import Draft, Event, Outbox, utcnow
+from ...vocabulary import SLACK_USER_RE
 
 TEXT_LIMIT = 2900  # a section's text may hold 3000 characters
 DRAFT_BLOCKS = 4
@@ -42,9 +42,6 @@ ACTION_WORDS = {
     "desk_refused": "was refused", "acknowledged": "acknowledged", "opened": "opened the case",
     "assigned": "assigned the case",
 }
-SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
-
-
 def person(who: str | None) -> str:
     """An assignee as Slack shows it: a user ID becomes a mention, a name stays text."""
     if not who:
