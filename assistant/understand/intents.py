@@ -104,7 +104,10 @@ ACTION = "action:"  # cue.intent prefix of an action word ("action:erasure")
 _ACTION_OF = {intent: ACTION + intent for intent in INTENTS}
 OBJECT = "object:"  # cue.intent prefix of an object word ("object:any", "object:restriction")
 CLAUSE_REACH = 3  # a conjunction starts a new clause when an action begins this close after it
-FRAME_BOOST = 1.6  # a cue in a sentence that asks us for something ("jeg ber om", "please")
+FRAME_BOOST = 1.6
+# A look-alike this strong says what the sentence is about ("brukerkoden", "bestillingen"), not
+# merely a context that often goes with look-alikes ("har sluttet"): see Classification.lookalikes.
+FIRM_LOOKALIKE = -2.0  # a cue in a sentence that asks us for something ("jeg ber om", "please")
 
 _NORDIC = frozenset({"nb", "nn", "da", "sv", "en", "common"})
 # Which lexicons a message's typos are corrected against, by detected language.
@@ -128,6 +131,7 @@ _SCAN = re.compile(
 # in one pass over the hits.
 ROLE_SCORING, ROLE_FRAME, ROLE_ASKING, ROLE_CLAUSE, ROLE_TOPIC, ROLE_VETO, ROLE_LOOKALIKE = (
     1, 2, 4, 8, 16, 32, 64)
+_LOOKALIKE_SECTIONS = frozenset(INTENTS) | {"any"}
 _SECTION_ROLES = {"frame": ROLE_FRAME, "asking": ROLE_ASKING, "clause": ROLE_CLAUSE,
                   "topic": ROLE_TOPIC, "veto": ROLE_VETO}
 
@@ -148,6 +152,10 @@ class Classification:
     unclear: bool
     triage: str = ""  # why a message without intents still goes to a person
     not_request: bool = False  # a [not_request] phrase: certainly no request unless an intent is found
+    # Intents a firm look-alike phrase (weight FIRM_LOOKALIKE or below) spoke against
+    # ("brukerkoden" for erasure; "any" for an [any] phrase such as "ved et uhell"): the learned
+    # model may not add them over it (pipeline.GUARDED).
+    lookalikes: frozenset[str] = frozenset()
 
     @property
     def possible_request(self) -> bool:
@@ -822,8 +830,10 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
     unclear = not chosen and not not_request and any(s.confidence >= SIGNAL for s in results)
     triage = "" if chosen or unclear or not_request else _triage_reason(
         hits, raw, text, language, language_confidence, lexicon.languages)
+    lookalikes = frozenset(hit[0].intent for hit in hits
+                           if hit[0].weight <= FIRM_LOOKALIKE and hit[0].intent in _LOOKALIKE_SECTIONS)
     classification = Classification(chosen, language, language_confidence, tuple(results),
-                                    unclear or bool(triage), triage, not_request)
+                                    unclear or bool(triage), triage, not_request, lookalikes)
     words = fold_words(tokens)
     if words is None:
         return classification, folded_tokens(body)
