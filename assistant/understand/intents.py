@@ -63,6 +63,10 @@ MAX_SCORED_CHARS = 20_000  # a 5 MB mail is scored on its start: requests come f
 THRESHOLD = 0.6  # confidence needed to act (a cue of weight 1.0 alone reaches 0.63)
 SIGNAL = 0.25  # below this confidence there is no signal at all, not even "unclear"
 QUESTION_BESIDE_REQUEST = 0.3  # a "how long" inside a request sentence is part of the request
+# "everything you have on me, in JSON" is one portability request, not access besides it: in a
+# clause where portability scores, access cues describe the data to be moved (labelling rules in
+# tests/data/README.md). An access request in a sentence of its own still counts in full.
+PORTABILITY_COVERS_ACCESS = 0.3
 RELATIVE = 0.25  # an intent weaker than this share of the strongest is incidental
 WEAK_ELSEWHERE = 0.5  # a weak cue whose personal-data word is in another sentence
 GAP = "..."
@@ -132,6 +136,8 @@ _SCAN = re.compile(
 ROLE_SCORING, ROLE_FRAME, ROLE_ASKING, ROLE_CLAUSE, ROLE_TOPIC, ROLE_VETO, ROLE_LOOKALIKE = (
     1, 2, 4, 8, 16, 32, 64)
 _LOOKALIKE_SECTIONS = frozenset(INTENTS) | {"any"}
+# Portability before access, so a clause's access cues know whether portability scored there.
+_SCORING_ORDER = ("portability", *(i for i in INTENTS if i != "portability"))
 _SECTION_ROLES = {"frame": ROLE_FRAME, "asking": ROLE_ASKING, "clause": ROLE_CLAUSE,
                   "topic": ROLE_TOPIC, "veto": ROLE_VETO}
 
@@ -706,7 +712,8 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                 else:
                     group.append(hit)
             damp_any = sum(h.cue.weight for h in grouped["any"]) if "any" in grouped else 0.0
-            for intent in INTENTS:
+            portable = False  # portability scored in this clause (it is scored before access)
+            for intent in _SCORING_ORDER:
                 if intent not in grouped and _ACTION_OF[intent] not in grouped:
                     continue  # nothing of this intent here: it cannot score (hot path)
                 value, positives, negative = _clause_value(
@@ -718,6 +725,8 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                     continue
                 if intent == "question" and has_action:
                     value *= QUESTION_BESIDE_REQUEST
+                elif intent == "access" and portable:
+                    value *= PORTABILITY_COVERS_ACCESS
                 net = value + negative + damp_any
                 if net <= 0:
                     continue
@@ -728,6 +737,7 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                     used.add(_ACTION_OF[intent])
                 scores[intent] += net
                 has_action = has_action or intent in ACTION_INTENTS
+                portable = portable or intent == "portability"
     if veto > 0:
         scores = {k: v * max(0.0, 1.0 - veto) for k, v in scores.items()}
     return scores, evidence
