@@ -51,12 +51,8 @@ def second_opinion(result: Classification, subject: str, text: str,
     # deleting is what cannot be undone, so the model does not add erasure over it; the message
     # goes to a person instead when it has no intent. (For the other intents, measured leave-one-
     # set-out, the model was right over a look-alike as often as wrong.)
-    # Nor does it add access beside portability the lexicons found: the data to be moved is
-    # named with access words ("alt dere har om meg som CSV"), and intents.PORTABILITY_COVERS_ACCESS
-    # already decided that clause.
     added = [intent for intent in confident
-             if not (intent in GUARDED and intent in result.lookalikes)
-             and not (intent == "access" and "portability" in result.intents)]
+             if not (intent in GUARDED and intent in result.lookalikes)]
     if not added:
         if not result.intents and (confident or max(probabilities.values()) >= LEARNED_UNCLEAR_AT):
             return replace(result, unclear=True)
