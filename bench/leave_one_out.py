@@ -33,6 +33,7 @@ from blind_first_measure import Tally  # noqa: E402
 from train_learned import cleaned, load_sets  # noqa: E402
 
 from assistant.config import load_settings  # noqa: E402
+from assistant.understand import pipeline  # noqa: E402
 from assistant.understand.learned import LearnedModel, load_model, train  # noqa: E402
 from assistant.understand.pipeline import understand_text  # noqa: E402
 
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("held", nargs="*", default=list(DEFAULT_HELD))
     ap.add_argument("--errors", action="store_true", help="list wrong rows by category")
+    ap.add_argument("--adds-at", type=float, nargs="*", default=[],
+                    help="also measure with these LEARNED_ADDS_AT thresholds")
     ap.add_argument("--train-only", action="store_true",
                     help="only train (and cache) the model without each set")
     args = ap.parse_args(argv)
@@ -107,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     for held in args.held:
         tally = run(held, sets, args.errors)
         print(line(held, tally), flush=True)
+        default = pipeline.LEARNED_ADDS_AT
+        for threshold in args.adds_at:
+            pipeline.LEARNED_ADDS_AT = threshold
+            print(line(f"  {held} adds at {threshold:.2f}", run(held, sets, False)), flush=True)
+        pipeline.LEARNED_ADDS_AT = default
     return 0
 
 

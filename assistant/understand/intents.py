@@ -121,13 +121,15 @@ FUZZY_GROUPS: dict[str, frozenset[str]] = {
 }
 
 # Tokens are words, "§", and sentence boundaries: . ! ? before a capitalised word (not
-# "art. 15"), a blank line, a colon/semicolon at the end of a line, or a new list item.
+# "art. 15"), a blank line, a colon/semicolon at the end of a line, a new list item, or a dash
+# between spaces ("Det trenger dere ikke – slett det nå": the "ikke" is not the deletion's).
 _SCAN = re.compile(
     r"[^\W_]+|§"
     r"|[.!?][\"')»”]*\s+(?=[\"'(«“]*[A-ZÆØÅÄÖÜÉÈÀÇÑÕÃÂÊÎÔŠČŘŽĐĆŞȘȚĂΑ-ΩΆΈΉΊΌΎΏ])"
     r"|\n[ \t]*\n\s*"
     r"|[:;][ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
+    r"|[ \t][–—][ \t]"
 )
 
 
