@@ -130,7 +130,10 @@ def recall_and_triage(rows: list[dict], preds: list[set[str]], possible: list[bo
     to a person as a possible request) and how many non-requests a person must look at."""
     requests = [i for i, r in enumerate(rows) if r["intents"]]
     others = [i for i, r in enumerate(rows) if not r["intents"]]
-    share = (lambda hits, of: hits / len(of) if of else None)
+
+    def share(hits: int, of: list[int]) -> float | None:
+        return hits / len(of) if of else None
+
     return {
         "requests": len(requests), "non_requests": len(others),
         "request_recall": share(sum(bool(preds[i]) for i in requests), requests),
