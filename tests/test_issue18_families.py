@@ -30,6 +30,10 @@ FAMILIES = [
     ("tr_which_data", "", "Merhaba, hakkımda hangi kişisel verileri sakladığınızı öğrenmek istiyorum.", {"access"}),
     ("sv_correct_name", "", "Hej, kan ni rätta mitt efternamn i kundregistret? Det är felstavat.", {"rectification"}),
     ("da_delete_profile", "", "Hej, slet venligst min brugerprofil hos jer. Venlig hilsen Ole", {"erasure"}),
+    ("uk_infinitive_no_calls", "", "Добрий день. Прошу більше не телефонувати мені щодо знижок.", {"opt_out"}),
+    ("pl_infinitive_no_calls", "", "Dzień dobry, proszę do mnie nie dzwonić w sprawie ofert.", {"opt_out"}),
+    ("pl_delete_them", "", "Mam u was konto. Jakie dane o mnie macie? Potem proszę je wszystkie usunąć.", {"access", "erasure"}),
+    ("da_off_mailing_list", "", "Fjern mig venligst fra jeres mailinglister, jeg vil ikke have flere tilbud.", {"opt_out"}),
     # look-alikes: bulk mail that is not to us
     ("third_party_newsletter_nb", "Personvernnytt", "PERSONVERNNYTT fra Advokatfirma AS. I denne utgaven: innsyn, sletting og dataportabilitet for netthandel. Meld deg av her.", set()),
     ("third_party_newsletter_en", "Privacy digest", "PRIVACY DIGEST #9. In this issue: handling access requests, erasure deadlines and portability. You are receiving this because you subscribed.", set()),
