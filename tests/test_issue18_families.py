@@ -54,6 +54,10 @@ FAMILIES = [
     ("battery_sms_elsewhere", "", "Kan dere slutte å sende SMS om lavt batteri til meg og heller sende dem til vaktmesteren?", set()),
     ("receipt_copy", "", "Hei, kan jeg få kopi av kvitteringen for varmepumpa? Trenger den til forsikringen.", set()),
     ("test_record", "", "Forhandleren la inn en fiktiv testkunde for å prøve skjemaet. Slett den fra CRM.", set()),
+    ("order_confirmation_copy", "", "Hei, har dere en kopi av ordrebekreftelsen på dekkene? Finner den ikke.", set()),
+    ("alarm_sms_on_off", "", "Hei, dere må gjerne slutte å sende meg SMS hver gang alarmen slås av og på.", set()),
+    ("phishing_deleted_in_hours", "Notice", "Your account will be deleted tonight. Click here to keep your data and your mailbox.", set()),
+    ("ar_delete_words_between", "", "مرحبا، أطلب حذف كل بياناتي من نظامكم. شكرا", {"erasure"}),
 ]
 
 
@@ -102,6 +106,14 @@ def test_the_model_does_not_add_erasure_over_a_firm_look_alike() -> None:
     result = second_opinion(lexicons, "", text, model=_model_saying("erasure"))
     assert "erasure" not in result.intents
     assert result.unclear  # a person still sees it
+
+
+def test_the_model_does_not_add_access_over_a_firm_access_look_alike() -> None:
+    text = "Kan jeg få kopi av ordrebekreftelsen fra forrige uke?"
+    lexicons = classify(text)
+    assert "access" in lexicons.lookalikes
+    result = second_opinion(lexicons, "", text, model=_model_saying("access"))
+    assert "access" not in result.intents and result.unclear
 
 
 def test_the_model_still_adds_what_the_lexicons_missed() -> None:
