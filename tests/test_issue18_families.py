@@ -58,6 +58,10 @@ FAMILIES = [
     ("alarm_sms_on_off", "", "Hei, dere må gjerne slutte å sende meg SMS hver gang alarmen slås av og på.", set()),
     ("phishing_deleted_in_hours", "Notice", "Your account will be deleted tonight. Click here to keep your data and your mailbox.", set()),
     ("ar_delete_words_between", "", "مرحبا، أطلب حذف كل بياناتي من نظامكم. شكرا", {"erasure"}),
+    ("aside_before_command", "SV: sak 88", "Takk for svaret. Forresten, slett også det gamle mobilnummeret mitt.", {"erasure"}),
+    ("what_you_keep_on_me", "", "Hello, could you let me know what details you keep on me?", {"access"}),
+    ("thanks_for_deleting_nb", "", "Tusen takk for at dere slettet kontoen min så fort!", set()),
+    ("event_invitation_with_rights", "Kurs", "Kurs om innsynsrett og sletting for styret – meld deg på i dag!", set()),
 ]
 
 
