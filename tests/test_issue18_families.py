@@ -62,6 +62,9 @@ FAMILIES = [
     ("what_you_keep_on_me", "", "Hello, could you let me know what details you keep on me?", {"access"}),
     ("thanks_for_deleting_nb", "", "Tusen takk for at dere slettet kontoen min så fort!", set()),
     ("event_invitation_with_rights", "Kurs", "Kurs om innsynsrett og sletting for styret – meld deg på i dag!", set()),
+    ("company_acknowledgement", "Kvittering", "Takk for din henvendelse om sletting. Vi behandler saken innen 30 dager.", set()),
+    ("how_to_bulletin_nb", "Nytt fra bransjen", "Slik svarer du på innsynskrav fra kunder, og slik sletter du gamle kundekort.", set()),
+    ("how_to_bulletin_da", "Nyhedsbrev", "Sådan håndterer I anmodninger om indsigt og sletning. Afmeld her.", set()),
 ]
 
 
