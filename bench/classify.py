@@ -40,8 +40,9 @@ SPEED_SECONDS = 3.0
 Cleaner = Callable[[str], str]
 Classifier = Callable[[dict], tuple[tuple[str, ...], str, bool]]
 # Blind sets kept for their one-off measurements (bench/blind_first_measure.py prints aggregates
-# only): this benchmark lists misclassified ids, so it must never run on them.
-BLIND_SETS = ("heldout_f", "heldout_g")
+# only): this benchmark lists misclassified ids, so it must never run on them. F and G became
+# development data on 2026-11-30 after their first figures; H and I are the next blind sets.
+BLIND_SETS = ("heldout_h", "heldout_i")
 # Languages the lexicons were built for first; the rest are one group in the recall table.
 READ_LANGUAGES = ("nb", "nn", "en", "sv", "da")
 NORWAY_LANGUAGES = REPO / "tests" / "data" / "languages_norway.jsonl"
@@ -129,7 +130,10 @@ def recall_and_triage(rows: list[dict], preds: list[set[str]], possible: list[bo
     to a person as a possible request) and how many non-requests a person must look at."""
     requests = [i for i, r in enumerate(rows) if r["intents"]]
     others = [i for i, r in enumerate(rows) if not r["intents"]]
-    share = (lambda hits, of: hits / len(of) if of else None)
+
+    def share(hits: int, of: list[int]) -> float | None:
+        return hits / len(of) if of else None
+
     return {
         "requests": len(requests), "non_requests": len(others),
         "request_recall": share(sum(bool(preds[i]) for i in requests), requests),

@@ -142,9 +142,9 @@ def test_an_operator_template_reaches_the_drafts_of_the_cli(operator):
 
 def test_an_operator_lexicon_file_changes_classification(operator):
     folder, run = operator
-    text = "Hei, hvilke spor har dere etter meg egentlig"
+    text = "Hei, hvor er sporfila mi fra zorblat-tjenesten"  # words no shipped reader knows
     assert "intents: access" not in run("classify", text).stdout
-    write(folder / "ops-intents" / "local.toml", '[access]\n"hvilke spor har dere etter meg" = 1.5\n')
+    write(folder / "ops-intents" / "local.toml", '[access]\n"sporfila mi" = 1.5\n')
     result = run("classify", text, config=INTENTS)
     assert result.exit_code == 0, result.output
     assert "intents: access" in result.stdout

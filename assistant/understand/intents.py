@@ -63,6 +63,10 @@ MAX_SCORED_CHARS = 20_000  # a 5 MB mail is scored on its start: requests come f
 THRESHOLD = 0.6  # confidence needed to act (a cue of weight 1.0 alone reaches 0.63)
 SIGNAL = 0.25  # below this confidence there is no signal at all, not even "unclear"
 QUESTION_BESIDE_REQUEST = 0.3  # a "how long" inside a request sentence is part of the request
+# "everything you have on me, in JSON" is one portability request, not access besides it: in a
+# clause where portability scores, access cues describe the data to be moved (labelling rules in
+# tests/data/README.md). An access request in a sentence of its own still counts in full.
+PORTABILITY_COVERS_ACCESS = 0.3
 RELATIVE = 0.25  # an intent weaker than this share of the strongest is incidental
 WEAK_ELSEWHERE = 0.5  # a weak cue whose personal-data word is in another sentence
 GAP = "..."
@@ -104,7 +108,10 @@ ACTION = "action:"  # cue.intent prefix of an action word ("action:erasure")
 _ACTION_OF = {intent: ACTION + intent for intent in INTENTS}
 OBJECT = "object:"  # cue.intent prefix of an object word ("object:any", "object:restriction")
 CLAUSE_REACH = 3  # a conjunction starts a new clause when an action begins this close after it
-FRAME_BOOST = 1.6  # a cue in a sentence that asks us for something ("jeg ber om", "please")
+FRAME_BOOST = 1.6
+# A look-alike this strong says what the sentence is about ("brukerkoden", "bestillingen"), not
+# merely a context that often goes with look-alikes ("har sluttet"): see Classification.lookalikes.
+FIRM_LOOKALIKE = -2.0  # a cue in a sentence that asks us for something ("jeg ber om", "please")
 
 _NORDIC = frozenset({"nb", "nn", "da", "sv", "en", "common"})
 # Which lexicons a message's typos are corrected against, by detected language.
@@ -114,13 +121,15 @@ FUZZY_GROUPS: dict[str, frozenset[str]] = {
 }
 
 # Tokens are words, "§", and sentence boundaries: . ! ? before a capitalised word (not
-# "art. 15"), a blank line, a colon/semicolon at the end of a line, or a new list item.
+# "art. 15"), a blank line, a colon/semicolon at the end of a line, a new list item, or a dash
+# between spaces ("Det trenger dere ikke – slett det nå": the "ikke" is not the deletion's).
 _SCAN = re.compile(
     r"[^\W_]+|§"
     r"|[.!?][\"')»”]*\s+(?=[\"'(«“]*[A-ZÆØÅÄÖÜÉÈÀÇÑÕÃÂÊÎÔŠČŘŽĐĆŞȘȚĂΑ-ΩΆΈΉΊΌΎΏ])"
     r"|\n[ \t]*\n\s*"
     r"|[:;][ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
+    r"|[ \t][–—][ \t]"
 )
 
 
@@ -128,6 +137,9 @@ _SCAN = re.compile(
 # in one pass over the hits.
 ROLE_SCORING, ROLE_FRAME, ROLE_ASKING, ROLE_CLAUSE, ROLE_TOPIC, ROLE_VETO, ROLE_LOOKALIKE = (
     1, 2, 4, 8, 16, 32, 64)
+_LOOKALIKE_SECTIONS = frozenset(INTENTS) | {"any"}
+# Portability before access, so a clause's access cues know whether portability scored there.
+_SCORING_ORDER = ("portability", *(i for i in INTENTS if i != "portability"))
 _SECTION_ROLES = {"frame": ROLE_FRAME, "asking": ROLE_ASKING, "clause": ROLE_CLAUSE,
                   "topic": ROLE_TOPIC, "veto": ROLE_VETO}
 
@@ -148,6 +160,10 @@ class Classification:
     unclear: bool
     triage: str = ""  # why a message without intents still goes to a person
     not_request: bool = False  # a [not_request] phrase: certainly no request unless an intent is found
+    # Intents a firm look-alike phrase (weight FIRM_LOOKALIKE or below) spoke against
+    # ("brukerkoden" for erasure; "any" for an [any] phrase such as "ved et uhell"): the learned
+    # model may not add them over it (pipeline.GUARDED).
+    lookalikes: frozenset[str] = frozenset()
 
     @property
     def possible_request(self) -> bool:
@@ -698,7 +714,8 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                 else:
                     group.append(hit)
             damp_any = sum(h.cue.weight for h in grouped["any"]) if "any" in grouped else 0.0
-            for intent in INTENTS:
+            portable = False  # portability scored in this clause (it is scored before access)
+            for intent in _SCORING_ORDER:
                 if intent not in grouped and _ACTION_OF[intent] not in grouped:
                     continue  # nothing of this intent here: it cannot score (hot path)
                 value, positives, negative = _clause_value(
@@ -710,6 +727,8 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                     continue
                 if intent == "question" and has_action:
                     value *= QUESTION_BESIDE_REQUEST
+                elif intent == "access" and portable:
+                    value *= PORTABILITY_COVERS_ACCESS
                 net = value + negative + damp_any
                 if net <= 0:
                     continue
@@ -720,6 +739,7 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
                     used.add(_ACTION_OF[intent])
                 scores[intent] += net
                 has_action = has_action or intent in ACTION_INTENTS
+                portable = portable or intent == "portability"
     if veto > 0:
         scores = {k: v * max(0.0, 1.0 - veto) for k, v in scores.items()}
     return scores, evidence
@@ -822,8 +842,10 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
     unclear = not chosen and not not_request and any(s.confidence >= SIGNAL for s in results)
     triage = "" if chosen or unclear or not_request else _triage_reason(
         hits, raw, text, language, language_confidence, lexicon.languages)
+    lookalikes = frozenset(hit[0].intent for hit in hits
+                           if hit[0].weight <= FIRM_LOOKALIKE and hit[0].intent in _LOOKALIKE_SECTIONS)
     classification = Classification(chosen, language, language_confidence, tuple(results),
-                                    unclear or bool(triage), triage, not_request)
+                                    unclear or bool(triage), triage, not_request, lookalikes)
     words = fold_words(tokens)
     if words is None:
         return classification, folded_tokens(body)

@@ -141,19 +141,41 @@ def train(rows: Sequence[dict], *, min_count: int = 2, epochs: int = 2500, rate:
     counts = Counter(f for fs in found for f in fs)
     names = sorted(f for f, c in counts.items() if c >= min_count)
     vocabulary = {f: i for i, f in enumerate(names)}
-    x = np.zeros((len(rows), len(names)), dtype=np.float32)
+    # The design matrix is sparse (a few hundred features of tens of thousands per row): keep
+    # it as (row, column, value) triples, so an epoch costs the number of non-zeros, not
+    # rows x features. x @ w is a per-row sum of weight rows; x.T @ error a per-column sum.
+    columns: list[int] = []
+    owners: list[int] = []
+    values: list[float] = []
     for i, fs in enumerate(found):
-        idx = [vocabulary[f] for f in fs if f in vocabulary]
+        idx = sorted(vocabulary[f] for f in fs if f in vocabulary)
         if idx:
-            x[i, idx] = 1.0 / np.sqrt(len(idx))
+            columns += idx
+            owners += [i] * len(idx)
+            values += [1.0 / math.sqrt(len(idx))] * len(idx)
+    col = np.array(columns, dtype=np.int64)
+    own = np.array(owners, dtype=np.int64)
+    val = np.array(values, dtype=np.float32)[:, None]
     y = np.array([[1.0 if label in r["intents"] else 0.0 for label in INTENTS] for r in rows],
                  dtype=np.float32)
-    w = np.zeros((len(names), len(INTENTS)), dtype=np.float32)
-    b = np.zeros(len(INTENTS), dtype=np.float32)
+    n, k = len(rows), len(INTENTS)
+    w = np.zeros((len(names), k), dtype=np.float32)
+    b = np.zeros(k, dtype=np.float32)
+    # Contiguous runs: the triples are in row order; `by_col` puts them in column order.
+    has_rows, row_starts = np.unique(own, return_index=True)
+    by_col = np.argsort(col, kind="stable")
+    has_cols, col_starts = np.unique(col[by_col], return_index=True)
+    own_by_col, val_by_col = own[by_col], val[by_col]
+    logits = np.zeros((n, k), dtype=np.float32)
+    grad = np.zeros((len(names), k), dtype=np.float32)
     for _ in range(epochs):
-        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+        if len(col):
+            logits[has_rows] = np.add.reduceat(w[col] * val, row_starts, axis=0)
+        p = 1.0 / (1.0 + np.exp(-(logits + b)))
         error = p - y
-        w -= rate * (x.T @ error / len(rows) + l2 * w)
+        if len(col):
+            grad[has_cols] = np.add.reduceat(error[own_by_col] * val_by_col, col_starts, axis=0)
+        w -= rate * (grad / n + l2 * w)
         b -= rate * error.mean(axis=0)
     return LearnedModel(vocabulary, w, b)
 
