@@ -22,7 +22,7 @@ LABELS = {
 }
 LANGUAGES = {"nb", "nn", "en", "sv", "da"}
 # Sets F and G (issue 18) also hold the languages of people living in Norway.
-OTHER_LANGUAGES = {"pl", "lt", "uk", "ru", "ar", "so", "ti", "ro", "es", "tr"}
+OTHER_LANGUAGES = {"pl", "lt", "uk", "ru", "ar", "so", "ti", "ro", "es", "tr", "mixed"}  # mixed: H, I
 ADDRESSES = {
     "kundesenter@branninfo.no", "personvern@infracomfort.no", "personvern@plania.no",
     "post@proffsecurity.no", "post@bagges.no",
