@@ -152,7 +152,22 @@ def _has_templates(templates_dir: TemplateDirs, language: str) -> bool:
     if not language:
         return False
     folders = [d / language for d in template_dirs(templates_dir)]
-    return any(folder.is_dir() and any(folder.glob("*.j2")) for folder in folders)
+    # A folder's listing is read again only when the folder changed (a template added or
+    # removed changes its mtime): every draft asks this several times.
+    return any(_folder_has_templates(str(folder), _mtime_ns(folder)) for folder in folders)
+
+
+def _mtime_ns(folder: Path) -> int | None:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=256)
+def _folder_has_templates(folder: str, mtime_ns: int | None) -> bool:
+    path = Path(folder)
+    return mtime_ns is not None and path.is_dir() and any(path.glob("*.j2"))
 
 
 def languages(templates_dir: TemplateDirs = None) -> tuple[str, ...]:
@@ -419,12 +434,31 @@ class Quote:
     text: str
 
 
+# sections_for_intent depends on the policy, the intent and k only, and a policy object is one
+# version of its file (workflow re-reads a changed file into a new object): the ranking is
+# remembered per object, so drafting at intake does not re-stem the intent's words per case.
+_INTENT_SECTIONS: dict[tuple[int, str, int], tuple[Policy, tuple[tuple[Section, float], ...]]] = {}
+_INTENT_SECTIONS_MAX = 1024
+
+
+def _sections_for_intent(policy: Policy, intent: str, k: int) -> list[tuple[Section, float]]:
+    key = (id(policy), intent, k)
+    hit = _INTENT_SECTIONS.get(key)
+    if hit is not None and hit[0] is policy:
+        return list(hit[1])
+    found = tuple(sections_for_intent(policy, intent, k=k))
+    if len(_INTENT_SECTIONS) >= _INTENT_SECTIONS_MAX:
+        _INTENT_SECTIONS.clear()
+    _INTENT_SECTIONS[key] = (policy, found)  # the object is kept: its id is not reused meanwhile
+    return list(found)
+
+
 def _quote_for_intent(policy: Policy | None, intent: str, language: str,
                       record: Record | None, taken: set[str]) -> list[Quote]:
     if policy is None:
         return []
     allowed = {s.id for s in _quotable(policy, language, record)}
-    hits = [s for s, _ in sections_for_intent(policy, intent, k=10)
+    hits = [s for s, _ in _sections_for_intent(policy, intent, k=10)
             if s.id in allowed and s.id not in taken]
     return [Quote(s.id, s.heading, excerpt(s.text, INTENT_TERMS.get(intent, "")))
             for s in hits[:QUOTES_PER_INTENT]]
@@ -432,7 +466,7 @@ def _quote_for_intent(policy: Policy | None, intent: str, language: str,
 
 def _described(policy: Policy | None, intent: str) -> bool:
     """Whether the policy speaks to the right at all (flagged or not)."""
-    return bool(policy and sections_for_intent(policy, intent, k=1))
+    return bool(policy and _sections_for_intent(policy, intent, k=1))
 
 
 # --------------------------------------------------------------------------- the record, per language

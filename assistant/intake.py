@@ -93,14 +93,18 @@ def route(settings: Settings, message: Message, mail: ParsedMail) -> tuple[Organ
 
 
 def _case_by_message_id(session: Session, message_id: str, exclude: int) -> Case | None:
+    """The case of the oldest other message with this Message-ID. Asked without a flush first:
+    what this worker wrote for earlier messages is flushed already (each message's savepoint
+    ends with one), and the message in hand, still unflushed, is the one excluded."""
     if not message_id:
         return None
-    row = session.execute(
-        select(Message.case_id).where(Message.message_id == message_id[:998], Message.id != exclude,
-                                      Message.case_id.is_not(None))
-        .order_by(Message.id)
-    ).first()
-    return session.get(Case, row[0]) if row else None
+    with session.no_autoflush:
+        row = session.execute(
+            select(Message.case_id).where(Message.message_id == message_id[:998],
+                                          Message.id != exclude, Message.case_id.is_not(None))
+            .order_by(Message.id)
+        ).first()
+        return session.get(Case, row[0]) if row else None
 
 
 def reference_pattern(prefix: str) -> re.Pattern[str]:
@@ -122,7 +126,8 @@ def find_case(session: Session, settings: Settings, message: Message, mail: Pars
     for source in (mail.subject, mail.text):
         for match in pattern.finditer(source or ""):
             ref = f"{settings.cases.reference_prefix}-{match.group(1)}-{match.group(2)}"
-            case = session.execute(select(Case).where(Case.ref == ref.upper())).scalars().first()
+            with session.no_autoflush:  # as in _case_by_message_id
+                case = session.execute(select(Case).where(Case.ref == ref.upper())).scalars().first()
             if case is not None and (org is None or case.org == org.id):
                 return case, "reference"
     return None, ""
