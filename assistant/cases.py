@@ -76,19 +76,23 @@ class CaseNotFound(CaseError):
 def allocate_reference(session: Session, prefix: str, year: int) -> tuple[str, int]:
     """Next reference for prefix and year, atomically: the upsert row lock serialises creators,
     so two processes on PostgreSQL (or two writers on SQLite) never get the same number."""
-    dialect = session.get_bind().dialect.name
+    connection = session.connection()  # the counter is no mapped object: nothing to flush first
+    seq = connection.execute(_allocate_statement(connection.dialect.name),
+                             {"prefix": prefix, "year": year, "last": 1}).scalar_one()
+    return format_reference(prefix, year, seq), seq
+
+
+@lru_cache(maxsize=4)
+def _allocate_statement(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = CaseCounter.__table__
-    statement = (
+    return (
         insert(table)
-        .values(prefix=prefix, year=year, last=1)
         .on_conflict_do_update(
             index_elements=[table.c.prefix, table.c.year], set_={"last": table.c.last + 1}
         )
         .returning(table.c.last)
     )
-    seq = session.execute(statement).scalar_one()
-    return format_reference(prefix, year, seq), seq
 
 
 def format_reference(prefix: str, year: int, seq: int) -> str:
@@ -189,6 +193,21 @@ def insert_row(session: Session, obj: Any, *, attach: bool = True,
         make_transient_to_detached(obj)
         session.add(obj)
     return int(row_id)
+
+
+def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    """New rows of one table, given as column values (the columns' defaults fill the rest), in
+    one plain statement: for rows nothing in the session reads back as objects. Texts of the
+    masked tables are masked as `_mask_stored_text` would mask them."""
+    if not rows:
+        return
+    if issubclass(model, _MASKED_TABLES):
+        rows = [{key: _stored_text(value) for key, value in row.items()} for row in rows]
+    table = model.__table__
+    if len(rows) == 1:
+        session.connection().execute(table.insert(), rows[0])
+    else:
+        session.connection().execute(table.insert(), rows)
 
 
 @lru_cache(maxsize=64)
@@ -382,8 +401,8 @@ def create_erasure_tasks(session: Session, case: Case, systems: Iterable[str], a
     plain statements (nothing in the session can hold one of them)."""
     systems = list(systems)
     if new_case and first_for_new_case(session, case, "erasure_tasks"):
-        for system in systems:
-            insert_row(session, ErasureTask(case_id=case.id, system=system), attach=False)
+        insert_rows(session, ErasureTask, [{"case_id": case.id, "system": system}
+                                           for system in systems])
     else:
         for system in systems:
             session.add(ErasureTask(case_id=case.id, system=system))
@@ -838,9 +857,8 @@ def create_checklist(session: Session, case: Case, kind: str, systems: Iterable[
         # Opened in this transaction: it has no checklist yet, and the rows go in as plain
         # statements (nothing in the session reads them as objects before the commit).
         new = list(dict.fromkeys(systems))
-        for system in new:
-            insert_row(session, ChecklistItem(case_id=case.id, kind=kind, system=system),
-                       attach=False)
+        insert_rows(session, ChecklistItem, [{"case_id": case.id, "kind": kind, "system": system}
+                                             for system in new])
     else:
         existing = {item.system.lower() for item in checklist(session, case, kind)}
         new = [s for s in dict.fromkeys(systems) if s.lower() not in existing]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -37,6 +37,7 @@ from sqlmodel import Session
 from . import workflow
 from .config import Organization, Settings
 from .mail.parse import ParsedMail, parse_mail
+from .store import audit
 from .store import gate as write_gate
 from .store.db import session_scope
 from .store.models import Case, Message, utcnow
@@ -84,7 +85,12 @@ def claim_next(session: Session) -> Message | None:
 def route(settings: Settings, message: Message, mail: ParsedMail) -> tuple[Organization | None, str | None]:
     """The organisation and the address of it the mail was sent to: envelope first (what the
     SMTP client said), then To and Cc (what IMAP and imported mail have)."""
-    envelope = json.loads(message.envelope_to or "[]")
+    return _route(settings, message.envelope_to, mail)
+
+
+def _route(settings: Settings, envelope_to: str | None, mail: ParsedMail
+           ) -> tuple[Organization | None, str | None]:
+    envelope = json.loads(envelope_to or "[]")
     for address in list(envelope) + list(mail.to) + list(mail.cc):
         org = settings.organization_for_address(address)
         if org is not None:
@@ -98,13 +104,20 @@ def _case_by_message_id(session: Session, message_id: str, exclude: int) -> Case
     ends with one), and the message in hand, still unflushed, is the one excluded."""
     if not message_id:
         return None
+    row = session.connection().execute(
+        _BY_MESSAGE_ID, {"message_id": message_id[:998], "exclude": exclude}).first()
+    if row is None:
+        return None
     with session.no_autoflush:
-        row = session.execute(
-            select(Message.case_id).where(Message.message_id == message_id[:998],
-                                          Message.id != exclude, Message.case_id.is_not(None))
-            .order_by(Message.id)
-        ).first()
-        return session.get(Case, row[0]) if row else None
+        return session.get(Case, row[0])
+
+
+_BY_MESSAGE_ID = (
+    select(Message.case_id)
+    .where(Message.message_id == bindparam("message_id"), Message.id != bindparam("exclude"),
+           Message.case_id.is_not(None))
+    .order_by(Message.id).limit(1)
+)
 
 
 def reference_pattern(prefix: str) -> re.Pattern[str]:
@@ -228,7 +241,7 @@ def prepare(settings: Settings, message_id: int, raw: bytes, envelope_to: str | 
     mail = parse_mail(raw)
     understood: dict[str, Any] = {}
     if not mail.auto:
-        org, _ = route(settings, Message(envelope_to=envelope_to or "[]"), mail)
+        org, _ = _route(settings, envelope_to, mail)
         if org is not None:
             understood[org.id] = understand_text(mail.text, subject=mail.subject,
                                                  default_language=org.language)
@@ -269,7 +282,8 @@ def _handle_alone(session: Session, settings: Settings, message: Message, now: d
     message_id = message.id
     assert message_id is not None
     try:
-        with session.begin_nested():
+        # The events of one message move each case's chain head once, at its end.
+        with session.begin_nested(), audit.heads_moved_once(session):
             return handle(session, settings, message, now=now, prepared=prepared)
     except OperationalError:
         raise  # the database itself: the whole batch rolls back, every message stays stored

@@ -512,13 +512,13 @@ def queue_mail(session: Session, settings: Settings, case: Case, *, subject: str
     # Plain statements, no flush: the dedup key decides (asked twice, queued once).
     if cases.insert_row(session, row, unique="dedup_key") is None:
         return session.execute(select(Outbox).where(Outbox.dedup_key == dedup_key)).scalars().first()
-    cases.insert_row(session, Message(
+    cases.insert_rows(session, Message, [dict(
         dedup_key=f"out:{dedup_key}"[:512], channel="email", direction="out", raw=kept,
         sha256=hashlib.sha256(kept).hexdigest(), message_id=message_id, received_at=moment,
         envelope_from=sender.address, envelope_to=json.dumps([case.requester]), status="queued",
         case_id=case.id, subject=outgoing.reply_subject(parent.subject, subject, case.ref)
         if parent else subject, text=kept_body, processed_at=moment,
-    ), attach=False)
+    )])
     log.info("mail queued", extra={"ref": case.ref, "outbox": row.id, "key": dedup_key.split(":")[0]})
     return row
 

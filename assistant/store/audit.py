@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -96,6 +98,9 @@ def _lock_head(session: Session, case_id: int | None) -> tuple[int, str]:
 @orm_event.listens_for(OrmSession, "after_soft_rollback")
 def _forget_heads_on_rollback(session: OrmSession, _transaction: object) -> None:
     session.info.pop(_HEADS, None)
+    moved = session.info.get(_MOVED)
+    if moved is not None:  # see heads_moved_once
+        moved[_ROLLED_BACK] = True
 
 
 @orm_event.listens_for(OrmSession, "after_transaction_end")
@@ -124,11 +129,51 @@ def append_event(session: Session, case_id: int | None, actor: str, kind: str,
                                 prev_hash=last_hash, hash=digest).returning(_EVENTS.c.id)
     ).scalar_one()
     key = chain_key(case_id)
-    connection.execute(
-        update(_CHAINS).where(_CHAINS.c.chain == key).values(events=count + 1, last_hash=digest)
-    )
     session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
+    moved = session.info.get(_MOVED)
+    if moved is not None:
+        if moved.get(_ROLLED_BACK):
+            raise RuntimeError("audit: a rollback inside heads_moved_once; the chain heads are unknown")
+        moved[key] = (count + 1, digest)  # written once, when `heads_moved_once` ends
+    else:
+        _write_head(connection, key, count + 1, digest)
     return event_id
+
+
+def _write_head(connection: Any, key: str, events: int, last_hash: str) -> None:
+    connection.execute(
+        update(_CHAINS).where(_CHAINS.c.chain == key).values(events=events, last_hash=last_hash)
+    )
+
+
+_MOVED = "dsr_audit_moved"  # session.info: chain -> head, written at the end of the block
+_ROLLED_BACK = ""  # a key no chain has: set in the block's table when a savepoint in it rolled back
+
+
+@contextmanager
+def heads_moved_once(session: Session) -> Iterator[None]:
+    """Inside the block a chain's head row is written once, at its end, instead of once per
+    event (the intake worker: a new case appends four or five events in a row). The head is
+    still locked at the chain's first event, and the events are written as they come; on an
+    exception nothing is written (the caller's savepoint or transaction rolls the events back,
+    and the remembered heads are forgotten with it)."""
+    if session.info.get(_MOVED) is not None:  # nested: the outer block writes
+        yield
+        return
+    moved: dict[str, Any] = {}
+    session.info[_MOVED] = moved
+    try:
+        yield
+        if moved.pop(_ROLLED_BACK, False):
+            # A savepoint inside the block rolled back: which events remain is not known here,
+            # so nothing is written and the caller's transaction must not commit this block.
+            raise RuntimeError("audit: a rollback inside heads_moved_once; the chain heads are unknown")
+        if moved:
+            connection = session.connection()
+            for key in sorted(moved):
+                _write_head(connection, key, *moved[key])
+    finally:
+        session.info.pop(_MOVED, None)
 
 
 # -- verifying ----------------------------------------------------------------------------------
