@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import event as orm_event
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
@@ -124,10 +124,9 @@ def append_event(session: Session, case_id: int | None, actor: str, kind: str,
     at = utcnow()
     digest = event_hash(case_id, at, actor, kind, detail, last_hash)
     connection = session.connection()
-    event_id = connection.execute(
-        _EVENTS.insert().values(case_id=case_id, at=at, actor=actor, kind=kind, detail=detail,
-                                prev_hash=last_hash, hash=digest).returning(_EVENTS.c.id)
-    ).scalar_one()
+    event_id = connection.execute(_INSERT_EVENT, {
+        "case_id": case_id, "at": at, "actor": actor, "kind": kind, "detail": detail,
+        "prev_hash": last_hash, "hash": digest}).scalar_one()
     key = chain_key(case_id)
     session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
     moved = session.info.get(_MOVED)
@@ -141,9 +140,13 @@ def append_event(session: Session, case_id: int | None, actor: str, kind: str,
 
 
 def _write_head(connection: Any, key: str, events: int, last_hash: str) -> None:
-    connection.execute(
-        update(_CHAINS).where(_CHAINS.c.chain == key).values(events=events, last_hash=last_hash)
-    )
+    connection.execute(_MOVE_HEAD, {"key": key, "events": events, "last_hash": last_hash})
+
+
+# Built once (a statement built per call cost more to compile-cache than to run).
+_INSERT_EVENT = _EVENTS.insert().returning(_EVENTS.c.id)
+_MOVE_HEAD = (update(_CHAINS).where(_CHAINS.c.chain == bindparam("key"))
+              .values(events=bindparam("events"), last_hash=bindparam("last_hash")))
 
 
 _MOVED = "dsr_audit_moved"  # session.info: chain -> head, written at the end of the block
