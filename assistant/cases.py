@@ -153,7 +153,7 @@ def _mask_stored_text(session: OrmSession, _context: Any, _instances: Any) -> No
                     setattr(obj, attr.key, clean)
 
 
-def _stored_text(value: Any) -> Any:
+def stored_text(value: Any) -> Any:
     """A value as `_mask_stored_text` lets it reach a masked table."""
     if isinstance(value, str) and any(ch.isdigit() for ch in value):
         return mask_personal_numbers(value)
@@ -178,7 +178,7 @@ def insert_row(session: Session, obj: Any, *, attach: bool = True,
             continue
         value = getattr(obj, attr.key)
         if clean_texts:
-            clean = _stored_text(value)
+            clean = stored_text(value)
             if clean is not value:
                 setattr(obj, attr.key, clean)
             value = clean
@@ -202,7 +202,7 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
     if not rows:
         return
     if issubclass(model, _MASKED_TABLES):
-        rows = [{key: _stored_text(value) for key, value in row.items()} for row in rows]
+        rows = [{key: stored_text(value) for key, value in row.items()} for row in rows]
     table = model.__table__
     if len(rows) == 1:
         session.connection().execute(table.insert(), rows[0])

@@ -692,6 +692,23 @@ def _activity_terms(activity: Activity) -> set[str]:
     return {w for w in words(" ".join(texts)) if len(w) >= 4} - _QUESTION_NOISE
 
 
+# An activity's terms and their stems, per activity object (a record is one version of its
+# file, re-read into new objects when the file changes): every question drafted needs them.
+_ACTIVITY_STEMS: dict[int, tuple[Activity, set[str], set[str]]] = {}
+
+
+def _activity_stems(activity: Activity) -> tuple[set[str], set[str]]:
+    hit = _ACTIVITY_STEMS.get(id(activity))
+    if hit is not None and hit[0] is activity:
+        return hit[1], hit[2]
+    terms = _activity_terms(activity)
+    stems = {stem(t) for t in terms}
+    if len(_ACTIVITY_STEMS) >= 4096:
+        _ACTIVITY_STEMS.clear()
+    _ACTIVITY_STEMS[id(activity)] = (activity, terms, stems)  # kept: its id is not reused
+    return terms, stems
+
+
 def _match_activity(record: Record | None, question: str) -> Activity | None:
     """The activity a question is about: its name, systems, data or recipients named in the
     question (compounds count: 'telefonopptak' is about 'opptak')."""
@@ -700,8 +717,7 @@ def _match_activity(record: Record | None, question: str) -> Activity | None:
     asked = [w for w in words(question[:2000]) if len(w) >= 4 and w not in _QUESTION_NOISE]
     best, best_score = None, 0
     for activity in record.activities:
-        terms = _activity_terms(activity)
-        stems = {stem(t) for t in terms}
+        terms, stems = _activity_stems(activity)
         score = sum(1 for w in asked if stem(w) in stems or (len(w) >= 5 and any(
             len(t) >= 5 and (t in w or w in t) for t in terms)))
         if score > best_score:

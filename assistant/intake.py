@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from . import workflow
+from . import cases, workflow
 from .config import Organization, Settings
 from .mail.parse import ParsedMail, parse_mail
 from .store import audit
@@ -276,6 +277,22 @@ def _claim(session: Session, message_id: int) -> Message | None:
     return session.get(Message, row[0], populate_existing=True)
 
 
+def _write_message(session: Session, message: Message) -> None:
+    """What `handle` changed on the message, written with one plain UPDATE (masked as the
+    store's flush hook masks it); the object then leaves the session, so the savepoint's end
+    flushes only what else changed (often nothing). Nothing reads it as an object again."""
+    state = sa_inspect(message)
+    changed = [key for key in state.committed_state if key in _MESSAGE_COLUMNS]
+    if changed:
+        values = {key: cases.stored_text(getattr(message, key)) for key in changed}
+        session.connection().execute(
+            update(Message).where(Message.id == message.id).values(**values))
+    session.expunge(message)
+
+
+_MESSAGE_COLUMNS = frozenset(column.key for column in sa_inspect(Message).column_attrs) - {"id"}
+
+
 def _handle_alone(session: Session, settings: Settings, message: Message, now: datetime | None,
                   prepared: Prepared | None) -> Outcome:
     """One message in its own savepoint; a failure is rolled back alone and marked failed."""
@@ -284,7 +301,9 @@ def _handle_alone(session: Session, settings: Settings, message: Message, now: d
     try:
         # The events of one message move each case's chain head once, at its end.
         with session.begin_nested(), audit.heads_moved_once(session):
-            return handle(session, settings, message, now=now, prepared=prepared)
+            outcome = handle(session, settings, message, now=now, prepared=prepared)
+            _write_message(session, message)
+            return outcome
     except OperationalError:
         raise  # the database itself: the whole batch rolls back, every message stays stored
     except Exception as exc:  # noqa: BLE001
