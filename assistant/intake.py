@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, select, text, update
@@ -269,12 +270,18 @@ def _prepare_next(engine: Engine, settings: Settings, limit: int) -> list[Prepar
 
 def _claim(session: Session, message_id: int) -> Message | None:
     """Compare-and-set: the message is ours if it is still `stored`."""
-    row = session.execute(text(
-        "UPDATE messages SET status = :processing WHERE id = :id AND status = :stored RETURNING id"
-    ), {"processing": PROCESSING, "stored": STORED, "id": message_id}).first()
-    if row is None:
-        return None
-    return session.get(Message, row[0], populate_existing=True)
+    # One statement: the row comes back from the UPDATE itself (RETURNING every column).
+    return session.execute(_CLAIM, {"processing": PROCESSING, "stored": STORED, "claimed": message_id},
+                           execution_options={"populate_existing": True}).scalars().first()
+
+
+_CLAIM = select(Message).from_statement(
+    update(Message.__table__)
+    .where(Message.__table__.c.id == bindparam("claimed"),
+           Message.__table__.c.status == bindparam("stored"))
+    .values(status=bindparam("processing"))
+    .returning(*Message.__table__.c)
+)
 
 
 def _write_message(session: Session, message: Message) -> None:
@@ -285,12 +292,19 @@ def _write_message(session: Session, message: Message) -> None:
     changed = [key for key in state.committed_state if key in _MESSAGE_COLUMNS]
     if changed:
         values = {key: cases.stored_text(getattr(message, key)) for key in changed}
-        session.connection().execute(
-            update(Message).where(Message.id == message.id).values(**values))
+        values["_message"] = message.id
+        session.connection().execute(_update_message(tuple(sorted(changed))), values)
     session.expunge(message)
 
 
 _MESSAGE_COLUMNS = frozenset(column.key for column in sa_inspect(Message).column_attrs) - {"id"}
+
+
+@lru_cache(maxsize=64)
+def _update_message(columns: tuple[str, ...]) -> Any:
+    table = Message.__table__
+    return (update(table).where(table.c.id == bindparam("_message"))
+            .values({column: bindparam(column) for column in columns}))
 
 
 def _handle_alone(session: Session, settings: Settings, message: Message, now: datetime | None,

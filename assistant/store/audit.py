@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
@@ -79,11 +80,8 @@ def _lock_head(session: Session, case_id: int | None) -> tuple[int, str]:
     # On the session's connection, in its transaction, but without the ORM's autoflush: the
     # trail's statements touch no mapped object, and each flush cost more than the statement.
     connection = session.connection()
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    created = connection.execute(
-        insert(table).values(chain=key, case_id=case_id, events=0, last_hash=GENESIS)
-        .on_conflict_do_nothing(index_elements=[table.c.chain])
-    )
+    created = connection.execute(_new_head(connection.dialect.name), {
+        "chain": key, "case_id": case_id, "events": 0, "last_hash": GENESIS})
     if created.rowcount == 1:  # a new chain, locked by our insert
         head = (0, GENESIS)
     else:
@@ -93,6 +91,12 @@ def _lock_head(session: Session, case_id: int | None) -> tuple[int, str]:
         head = (row.events, row.last_hash)
     heads[key] = head
     return head
+
+
+@lru_cache(maxsize=4)
+def _new_head(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_CHAINS).on_conflict_do_nothing(index_elements=[_CHAINS.c.chain])
 
 
 @orm_event.listens_for(OrmSession, "after_soft_rollback")
