@@ -140,7 +140,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000,
                         help="messages per server (and for the worker), over all rounds")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--latency-messages", type=int, default=300)
     parser.add_argument("--latency-rate", type=float, default=50.0, help="messages per second")
