@@ -227,12 +227,6 @@ def _move(session: Session, case: Case, to_state: str, actor: str, kind: str, **
     case.state = to_state
     case.updated_at = utcnow()
     session.add(case)
-    _moved(session, case, previous, to_state, actor, kind, **detail)
-
-
-def _moved(session: Session, case: Case, previous: str, to_state: str, actor: str, kind: str,
-           **detail: Any) -> None:
-    """The event and the log line of a move (the state itself already set)."""
     record_event(session, case, actor, kind, **{"from": previous, "to": to_state}, **detail)
     log.info("case moved", extra={"ref": case.ref, "event": kind, "from_state": previous,
                                   "to_state": to_state})
@@ -351,11 +345,17 @@ def open_case(
     log.info("case opened", extra={"ref": case.ref, "org": org.id, "channel": channel,
                                    "intents": labels, "unclear": unclear, "language": case.language,
                                    "due": opened_due})
+    # The move's event and log line, as `_move` writes them.
     if verify:
-        _moved(session, case, "received", case.state, actor, "verification_requested")
+        record_event(session, case, actor, "verification_requested",
+                     **{"from": "received", "to": case.state})
     else:
-        _moved(session, case, "received", case.state, actor, "verification_skipped",
-               reason="answering discloses no personal data (an opt-out, a question or an unclear message)")
+        record_event(session, case, actor, "verification_skipped",
+                     **{"from": "received", "to": case.state},
+                     reason="answering discloses no personal data (an opt-out, a question or an unclear message)")
+    log.info("case moved", extra={"ref": case.ref, "event": ("verification_requested" if verify
+                                                            else "verification_skipped"),
+                                  "from_state": "received", "to_state": case.state})
     if "erasure" in labels:
         create_erasure_tasks(session, case, org.systems, actor, new_case=True)
     return case
