@@ -152,7 +152,22 @@ def _has_templates(templates_dir: TemplateDirs, language: str) -> bool:
     if not language:
         return False
     folders = [d / language for d in template_dirs(templates_dir)]
-    return any(folder.is_dir() and any(folder.glob("*.j2")) for folder in folders)
+    # A folder's listing is read again only when the folder changed (a template added or
+    # removed changes its mtime): every draft asks this several times.
+    return any(_folder_has_templates(str(folder), _mtime_ns(folder)) for folder in folders)
+
+
+def _mtime_ns(folder: Path) -> int | None:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=256)
+def _folder_has_templates(folder: str, mtime_ns: int | None) -> bool:
+    path = Path(folder)
+    return mtime_ns is not None and path.is_dir() and any(path.glob("*.j2"))
 
 
 def languages(templates_dir: TemplateDirs = None) -> tuple[str, ...]:
@@ -419,12 +434,31 @@ class Quote:
     text: str
 
 
+# sections_for_intent depends on the policy, the intent and k only, and a policy object is one
+# version of its file (workflow re-reads a changed file into a new object): the ranking is
+# remembered per object, so drafting at intake does not re-stem the intent's words per case.
+_INTENT_SECTIONS: dict[tuple[int, str, int], tuple[Policy, tuple[tuple[Section, float], ...]]] = {}
+_INTENT_SECTIONS_MAX = 1024
+
+
+def _sections_for_intent(policy: Policy, intent: str, k: int) -> list[tuple[Section, float]]:
+    key = (id(policy), intent, k)
+    hit = _INTENT_SECTIONS.get(key)
+    if hit is not None and hit[0] is policy:
+        return list(hit[1])
+    found = tuple(sections_for_intent(policy, intent, k=k))
+    if len(_INTENT_SECTIONS) >= _INTENT_SECTIONS_MAX:
+        _INTENT_SECTIONS.clear()
+    _INTENT_SECTIONS[key] = (policy, found)  # the object is kept: its id is not reused meanwhile
+    return list(found)
+
+
 def _quote_for_intent(policy: Policy | None, intent: str, language: str,
                       record: Record | None, taken: set[str]) -> list[Quote]:
     if policy is None:
         return []
     allowed = {s.id for s in _quotable(policy, language, record)}
-    hits = [s for s, _ in sections_for_intent(policy, intent, k=10)
+    hits = [s for s, _ in _sections_for_intent(policy, intent, k=10)
             if s.id in allowed and s.id not in taken]
     return [Quote(s.id, s.heading, excerpt(s.text, INTENT_TERMS.get(intent, "")))
             for s in hits[:QUOTES_PER_INTENT]]
@@ -432,7 +466,7 @@ def _quote_for_intent(policy: Policy | None, intent: str, language: str,
 
 def _described(policy: Policy | None, intent: str) -> bool:
     """Whether the policy speaks to the right at all (flagged or not)."""
-    return bool(policy and sections_for_intent(policy, intent, k=1))
+    return bool(policy and _sections_for_intent(policy, intent, k=1))
 
 
 # --------------------------------------------------------------------------- the record, per language
@@ -658,6 +692,23 @@ def _activity_terms(activity: Activity) -> set[str]:
     return {w for w in words(" ".join(texts)) if len(w) >= 4} - _QUESTION_NOISE
 
 
+# An activity's terms and their stems, per activity object (a record is one version of its
+# file, re-read into new objects when the file changes): every question drafted needs them.
+_ACTIVITY_STEMS: dict[int, tuple[Activity, set[str], set[str]]] = {}
+
+
+def _activity_stems(activity: Activity) -> tuple[set[str], set[str]]:
+    hit = _ACTIVITY_STEMS.get(id(activity))
+    if hit is not None and hit[0] is activity:
+        return hit[1], hit[2]
+    terms = _activity_terms(activity)
+    stems = {stem(t) for t in terms}
+    if len(_ACTIVITY_STEMS) >= 4096:
+        _ACTIVITY_STEMS.clear()
+    _ACTIVITY_STEMS[id(activity)] = (activity, terms, stems)  # kept: its id is not reused
+    return terms, stems
+
+
 def _match_activity(record: Record | None, question: str) -> Activity | None:
     """The activity a question is about: its name, systems, data or recipients named in the
     question (compounds count: 'telefonopptak' is about 'opptak')."""
@@ -666,8 +717,7 @@ def _match_activity(record: Record | None, question: str) -> Activity | None:
     asked = [w for w in words(question[:2000]) if len(w) >= 4 and w not in _QUESTION_NOISE]
     best, best_score = None, 0
     for activity in record.activities:
-        terms = _activity_terms(activity)
-        stems = {stem(t) for t in terms}
+        terms, stems = _activity_stems(activity)
         score = sum(1 for w in asked if stem(w) in stems or (len(w) >= 5 and any(
             len(t) >= 5 and (t in w or w in t) for t in terms)))
         if score > best_score:

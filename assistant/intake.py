@@ -27,16 +27,19 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from . import workflow
+from . import cases, workflow
 from .config import Organization, Settings
 from .mail.parse import ParsedMail, parse_mail
+from .store import audit
 from .store import gate as write_gate
 from .store.db import session_scope
 from .store.models import Case, Message, utcnow
@@ -84,7 +87,12 @@ def claim_next(session: Session) -> Message | None:
 def route(settings: Settings, message: Message, mail: ParsedMail) -> tuple[Organization | None, str | None]:
     """The organisation and the address of it the mail was sent to: envelope first (what the
     SMTP client said), then To and Cc (what IMAP and imported mail have)."""
-    envelope = json.loads(message.envelope_to or "[]")
+    return _route(settings, message.envelope_to, mail)
+
+
+def _route(settings: Settings, envelope_to: str | None, mail: ParsedMail
+           ) -> tuple[Organization | None, str | None]:
+    envelope = json.loads(envelope_to or "[]")
     for address in list(envelope) + list(mail.to) + list(mail.cc):
         org = settings.organization_for_address(address)
         if org is not None:
@@ -93,14 +101,25 @@ def route(settings: Settings, message: Message, mail: ParsedMail) -> tuple[Organ
 
 
 def _case_by_message_id(session: Session, message_id: str, exclude: int) -> Case | None:
+    """The case of the oldest other message with this Message-ID. Asked without a flush first:
+    what this worker wrote for earlier messages is flushed already (each message's savepoint
+    ends with one), and the message in hand, still unflushed, is the one excluded."""
     if not message_id:
         return None
-    row = session.execute(
-        select(Message.case_id).where(Message.message_id == message_id[:998], Message.id != exclude,
-                                      Message.case_id.is_not(None))
-        .order_by(Message.id)
-    ).first()
-    return session.get(Case, row[0]) if row else None
+    row = session.connection().execute(
+        _BY_MESSAGE_ID, {"message_id": message_id[:998], "exclude": exclude}).first()
+    if row is None:
+        return None
+    with session.no_autoflush:
+        return session.get(Case, row[0])
+
+
+_BY_MESSAGE_ID = (
+    select(Message.case_id)
+    .where(Message.message_id == bindparam("message_id"), Message.id != bindparam("exclude"),
+           Message.case_id.is_not(None))
+    .order_by(Message.id).limit(1)
+)
 
 
 def reference_pattern(prefix: str) -> re.Pattern[str]:
@@ -122,7 +141,8 @@ def find_case(session: Session, settings: Settings, message: Message, mail: Pars
     for source in (mail.subject, mail.text):
         for match in pattern.finditer(source or ""):
             ref = f"{settings.cases.reference_prefix}-{match.group(1)}-{match.group(2)}"
-            case = session.execute(select(Case).where(Case.ref == ref.upper())).scalars().first()
+            with session.no_autoflush:  # as in _case_by_message_id
+                case = session.execute(select(Case).where(Case.ref == ref.upper())).scalars().first()
             if case is not None and (org is None or case.org == org.id):
                 return case, "reference"
     return None, ""
@@ -223,7 +243,7 @@ def prepare(settings: Settings, message_id: int, raw: bytes, envelope_to: str | 
     mail = parse_mail(raw)
     understood: dict[str, Any] = {}
     if not mail.auto:
-        org, _ = route(settings, Message(envelope_to=envelope_to or "[]"), mail)
+        org, _ = _route(settings, envelope_to, mail)
         if org is not None:
             understood[org.id] = understand_text(mail.text, subject=mail.subject,
                                                  default_language=org.language)
@@ -250,12 +270,41 @@ def _prepare_next(engine: Engine, settings: Settings, limit: int) -> list[Prepar
 
 def _claim(session: Session, message_id: int) -> Message | None:
     """Compare-and-set: the message is ours if it is still `stored`."""
-    row = session.execute(text(
-        "UPDATE messages SET status = :processing WHERE id = :id AND status = :stored RETURNING id"
-    ), {"processing": PROCESSING, "stored": STORED, "id": message_id}).first()
-    if row is None:
-        return None
-    return session.get(Message, row[0], populate_existing=True)
+    # One statement: the row comes back from the UPDATE itself (RETURNING every column).
+    return session.execute(_CLAIM, {"processing": PROCESSING, "stored": STORED, "claimed": message_id},
+                           execution_options={"populate_existing": True}).scalars().first()
+
+
+_CLAIM = select(Message).from_statement(
+    update(Message.__table__)
+    .where(Message.__table__.c.id == bindparam("claimed"),
+           Message.__table__.c.status == bindparam("stored"))
+    .values(status=bindparam("processing"))
+    .returning(*Message.__table__.c)
+)
+
+
+def _write_message(session: Session, message: Message) -> None:
+    """What `handle` changed on the message, written with one plain UPDATE (masked as the
+    store's flush hook masks it); the object then leaves the session, so the savepoint's end
+    flushes only what else changed (often nothing). Nothing reads it as an object again."""
+    state = sa_inspect(message)
+    changed = [key for key in state.committed_state if key in _MESSAGE_COLUMNS]
+    if changed:
+        values = {key: cases.stored_text(getattr(message, key)) for key in changed}
+        values["_message"] = message.id
+        session.connection().execute(_update_message(tuple(sorted(changed))), values)
+    session.expunge(message)
+
+
+_MESSAGE_COLUMNS = frozenset(column.key for column in sa_inspect(Message).column_attrs) - {"id"}
+
+
+@lru_cache(maxsize=64)
+def _update_message(columns: tuple[str, ...]) -> Any:
+    table = Message.__table__
+    return (update(table).where(table.c.id == bindparam("_message"))
+            .values({column: bindparam(column) for column in columns}))
 
 
 def _handle_alone(session: Session, settings: Settings, message: Message, now: datetime | None,
@@ -264,8 +313,11 @@ def _handle_alone(session: Session, settings: Settings, message: Message, now: d
     message_id = message.id
     assert message_id is not None
     try:
-        with session.begin_nested():
-            return handle(session, settings, message, now=now, prepared=prepared)
+        # The events of one message move each case's chain head once, at its end.
+        with session.begin_nested(), audit.heads_moved_once(session):
+            outcome = handle(session, settings, message, now=now, prepared=prepared)
+            _write_message(session, message)
+            return outcome
     except OperationalError:
         raise  # the database itself: the whole batch rolls back, every message stays stored
     except Exception as exc:  # noqa: BLE001

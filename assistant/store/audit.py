@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import bindparam, select, update
 from sqlalchemy import event as orm_event
-from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
@@ -83,11 +86,8 @@ def _lock_head(session: Session, case_id: int | None) -> tuple[int, str]:
     # On the session's connection, in its transaction, but without the ORM's autoflush: the
     # trail's statements touch no mapped object, and each flush cost more than the statement.
     connection = session.connection()
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    created = connection.execute(
-        insert(table).values(chain=key, case_id=case_id, events=0, last_hash=GENESIS)
-        .on_conflict_do_nothing(index_elements=[table.c.chain])
-    )
+    created = connection.execute(_new_head(connection.dialect.name), {
+        "chain": key, "case_id": case_id, "events": 0, "last_hash": GENESIS})
     if created.rowcount == 1:  # a new chain, locked by our insert
         head = (0, GENESIS)
     else:
@@ -99,9 +99,18 @@ def _lock_head(session: Session, case_id: int | None) -> tuple[int, str]:
     return head
 
 
+@lru_cache(maxsize=4)
+def _new_head(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_CHAINS).on_conflict_do_nothing(index_elements=[_CHAINS.c.chain])
+
+
 @orm_event.listens_for(OrmSession, "after_soft_rollback")
 def _forget_heads_on_rollback(session: OrmSession, _transaction: object) -> None:
     session.info.pop(_HEADS, None)
+    moved = session.info.get(_MOVED)
+    if moved is not None:  # see heads_moved_once
+        moved[_ROLLED_BACK] = True
 
 
 @orm_event.listens_for(OrmSession, "after_transaction_end")
@@ -125,15 +134,18 @@ def append_event(session: Session, case_id: int | None, actor: str, kind: str,
     at = utcnow()
     digest = event_hash(case_id, at, actor, kind, detail, last_hash)
     connection = session.connection()
-    event_id = connection.execute(
-        _EVENTS.insert().values(case_id=case_id, at=at, actor=actor, kind=kind, detail=detail,
-                                prev_hash=last_hash, hash=digest).returning(_EVENTS.c.id)
-    ).scalar_one()
+    event_id = connection.execute(_INSERT_EVENT, {
+        "case_id": case_id, "at": at, "actor": actor, "kind": kind, "detail": detail,
+        "prev_hash": last_hash, "hash": digest}).scalar_one()
     key = chain_key(case_id)
-    connection.execute(
-        update(_CHAINS).where(_CHAINS.c.chain == key).values(events=count + 1, last_hash=digest)
-    )
     session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
+    moved = session.info.get(_MOVED)
+    if moved is not None:
+        if moved.get(_ROLLED_BACK):
+            raise RuntimeError("audit: a rollback inside heads_moved_once; the chain heads are unknown")
+        moved[key] = (count + 1, digest)  # written once, when `heads_moved_once` ends
+    else:
+        _write_head(connection, key, count + 1, digest)
     return event_id
 
 
@@ -187,6 +199,9 @@ def append_events(session: Session, items: list[tuple[int | None, str, str, str]
     when they are appended. Returns the number of events written."""
     if not items:
         return 0
+    if session.info.get(_MOVED) is not None:
+        # The block would write its own remembered heads at its end, over these.
+        raise RuntimeError("audit: append_events inside heads_moved_once")
     heads = session.info.setdefault(_HEADS, {})
     wanted = {chain_key(case_id): case_id for case_id, *_ in items}
     fresh = {k: v for k, v in wanted.items() if k not in heads}
@@ -209,6 +224,46 @@ def append_events(session: Session, items: list[tuple[int | None, str, str, str]
                      [(count, newest, k) for k, (count, newest) in moved.items()])
     heads.update(moved)
     return len(rows)
+
+
+def _write_head(connection: Any, key: str, events: int, last_hash: str) -> None:
+    connection.execute(_MOVE_HEAD, {"key": key, "events": events, "last_hash": last_hash})
+
+
+# Built once (a statement built per call cost more to compile-cache than to run).
+_INSERT_EVENT = _EVENTS.insert().returning(_EVENTS.c.id)
+_MOVE_HEAD = (update(_CHAINS).where(_CHAINS.c.chain == bindparam("key"))
+              .values(events=bindparam("events"), last_hash=bindparam("last_hash")))
+
+
+_MOVED = "dsr_audit_moved"  # session.info: chain -> head, written at the end of the block
+_ROLLED_BACK = ""  # a key no chain has: set in the block's table when a savepoint in it rolled back
+
+
+@contextmanager
+def heads_moved_once(session: Session) -> Iterator[None]:
+    """Inside the block a chain's head row is written once, at its end, instead of once per
+    event (the intake worker: a new case appends four or five events in a row). The head is
+    still locked at the chain's first event, and the events are written as they come; on an
+    exception nothing is written (the caller's savepoint or transaction rolls the events back,
+    and the remembered heads are forgotten with it)."""
+    if session.info.get(_MOVED) is not None:  # nested: the outer block writes
+        yield
+        return
+    moved: dict[str, Any] = {}
+    session.info[_MOVED] = moved
+    try:
+        yield
+        if moved.pop(_ROLLED_BACK, False):
+            # A savepoint inside the block rolled back: which events remain is not known here,
+            # so nothing is written and the caller's transaction must not commit this block.
+            raise RuntimeError("audit: a rollback inside heads_moved_once; the chain heads are unknown")
+        if moved:
+            connection = session.connection()
+            for key in sorted(moved):
+                _write_head(connection, key, *moved[key])
+    finally:
+        session.info.pop(_MOVED, None)
 
 
 # -- verifying ----------------------------------------------------------------------------------
