@@ -297,8 +297,10 @@ def import_(paths: tuple[Path, ...], store_only: bool) -> None:
 
     Each message is stored once (a message seen before, by any channel, is skipped), with its
     receipt time from the topmost Received header, else its Date; then the intake worker opens
-    or links a case for each, as for mail that arrives by SMTP or IMAP. Acknowledgements are
-    queued as usual: the sender of `dsr serve` delivers them."""
+    or links a case for each, as for mail that arrives by SMTP or IMAP. A request still within
+    its deadline is acknowledged as usual (the sender of `dsr serve` delivers the receipt); one
+    whose due date has passed opens its case overdue without a receipt (an
+    `acknowledgement_skipped` event), and the escalation ladder takes it to the managers."""
     from .channels.files import import_paths
 
     conf = checked_settings()

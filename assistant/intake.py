@@ -45,6 +45,7 @@ from .store.db import session_scope
 from .store.models import Case, Message, utcnow
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
+from .vocabulary import Channel
 
 # Ids, references and outcomes only: never an address, a subject or a body.
 log = logging.getLogger("dsr.intake")
@@ -198,12 +199,15 @@ def handle(session: Session, settings: Settings, message: Message,
         message.status, message.auto = IGNORED, "own-address"
         session.add(message)
         return Outcome(message.id, IGNORED, "auto:own-address")
+    backfilled = message.channel == Channel.IMPORT.value
     case = workflow.open_request(
         session, settings, org_id=org.id, channel="email", received_at=message.received_at,
         requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
-        body=mail.text, message=message, acknowledge=True, now=moment,
+        body=mail.text, message=message, acknowledge=not backfilled, now=moment,
         understood=prepared.understood(org) if prepared is not None else None,
     )
+    if backfilled:
+        workflow.acknowledge_backfilled(session, settings, case, now=moment, message=message)
     message.status = PROCESSED
     session.add(message)
     return Outcome(message.id, PROCESSED, "opened", case.ref)

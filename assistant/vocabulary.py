@@ -118,6 +118,7 @@ class EventKind(StrEnum):
     RECTIFIED = "rectified"  # staff recorded what was corrected (Art. 16); the reply states it
     # The email channel: what reached the requester and what came back from them.
     ACKNOWLEDGED = "acknowledged"  # receipt (with a one-time code when ID is needed) queued
+    ACKNOWLEDGEMENT_SKIPPED = "acknowledgement_skipped"  # imported mail already past its due date
     CODE_RESENT = "code_resent"
     VERIFICATION_FAILED = "verification_failed"  # a wrong, expired or misdirected code
     MESSAGE_LINKED = "message_linked"  # a follow-up mail joined its case

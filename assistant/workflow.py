@@ -32,6 +32,7 @@ from sqlmodel import Session
 from . import cases, resources
 from .code_key import CodeKey, code_key
 from .config import Organization, Settings
+from .deadlines import OSLO
 from .drafting import Draft as DraftText
 from .drafting import (
     OrgInfo,
@@ -547,6 +548,21 @@ def acknowledge_case(session: Session, settings: Settings, case: Case,
     cases.record_event(session, case, "dsr", "acknowledged", code_sent=code is not None,
                        outbox=row.id if row is not None else None)
     return row
+
+
+def acknowledge_backfilled(session: Session, settings: Settings, case: Case,
+                           now: datetime | None = None, message: Message | None = None
+                           ) -> Outbox | None:
+    """Mail found by `dsr import`: a receipt only while the requester is still waiting within
+    the deadline. A request whose due date has passed gets no "we have received your request"
+    months later; its case opens overdue, the ladder takes it to the managers, and the trail
+    says no receipt was sent."""
+    today = _utc(now).astimezone(OSLO).date()
+    if case.due is not None and case.due < today:
+        cases.record_event(session, case, "dsr", "acknowledgement_skipped",
+                           reason="imported after its due date", due=case.due)
+        return None
+    return acknowledge_case(session, settings, case, now=now, message=message)
 
 
 def resend_code(session: Session, settings: Settings, case: Case,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,27 @@ def test_a_folder_of_saved_mail_becomes_cases_once(tmp_path):
     second = run(tmp_path, "import", str(folder))
     assert "stored 0" in second and "seen before 2" in second
     assert len(json.loads(run(tmp_path, "cases", "list", "--json"))) == 2
+
+
+def test_old_mail_opens_its_case_without_a_receipt_and_recent_mail_is_acknowledged(tmp_path):
+    """A backfill does not send "we have received your request" for a request whose due date
+    passed long ago; the trail says so. A request still within its deadline gets its receipt."""
+    recent = format_datetime(datetime.now(timezone.utc) - timedelta(days=3))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "old.eml").write_bytes(request(
+        "kundesenter@branninfo.no", "kari@example.no", "innsyn",
+        "Jeg ber om innsyn i opplysningene dere har om meg.", "Tue, 5 Mar 2024 10:15:00 +0100"))
+    (folder / "new.eml").write_bytes(request(
+        "post@bagges.no", "per@example.no", "Slett meg",
+        "Vennligst slett alle opplysninger om meg.", recent))
+    run(tmp_path, "import", str(folder))
+    by_org = {c["org"]: c for c in json.loads(run(tmp_path, "cases", "list", "--json"))}
+    kinds = {org: [e["kind"] for e in json.loads(
+        run(tmp_path, "cases", "show", c["ref"], "--json"))["events"]] for org, c in by_org.items()}
+    assert "acknowledgement_skipped" in kinds["branninfo"]
+    assert "acknowledged" not in kinds["branninfo"]
+    assert "acknowledged" in kinds["bagges"] and "acknowledgement_skipped" not in kinds["bagges"]
 
 
 def test_store_only_leaves_the_deciding_to_the_worker(tmp_path):
