@@ -43,3 +43,31 @@ FAMILIES = [
 def test_family(name: str, subject: str, body: str, intents: set[str]) -> None:
     result = understand_text(body, subject=subject)
     assert set(result.intents) == intents, result.explain()
+
+
+MORE_FAMILIES = [
+    # objection: cameras pointed at a neighbour, surveys
+    ("nb_not_be_filmed", "Kamera", "Nabo ringte, hun vil ikke at vi skal filme henne når hun går forbi. Kan noen sjekke?", {"objection"}),
+    ("nb_not_filmed_letter", "Brev", "Kameraet ditt filmer inngangen min. Jeg vil ikke bli filmet.", {"objection"}),
+    ("nb_no_surveys", "Undersøkelse", "Jeg vil ikke at e-posten min brukes til kundeundersøkelser etter hvert kjøp.", {"objection"}),
+    # rectification: updating a profile or customer card
+    ("en_update_profile", "Profile", "Please update my profile from Anna Berg to Anna Dahl, I got married.", {"rectification"}),
+    ("nb_update_customer_card", "Notat", "Kunde ringte, har ny e-post. Vil at vi oppdaterer kundekortet med den nye.", {"rectification"}),
+    ("uk_correct_address", "Адреса", "У вас записана моя стара адреса. Будь ласка, виправте її на нову.", {"rectification"}),
+    ("nb_fix_email_no_newsletter", "Staff", "Kunden vil ikke ha nyhetsbrev til den nye adressen, men vil at vi retter e-posten i portalen.", {"opt_out", "rectification"}),
+    # restriction while a complaint is handled
+    ("nb_hold_until_complaint", "Klage", "Kunden sier vi ikke skal dele opplysningene hans med regnskapsfirmaet før klagen er behandlet.", {"restriction"}),
+    # several wishes in one mail
+    ("nb_off_list_and_what", "Telefon", "Ringte en dame, vil bli tatt bort fra lista etter to kampanjemailer, og vil vite hva vi har om henne.", {"access", "opt_out"}),
+    ("nb_stop_delete_source", "Form", "Jeg ber om at markedsføringen til meg stoppes og at dere sletter opplysningene. Si også fra hvor dere fikk dem fra.", {"access", "erasure", "opt_out"}),
+    ("ti_tell_then_delete", "ሓበሬታ", "ሰላም፣ ብዛዕባይ ዘለኩም ሓበሬታ ክትሰዱለይ እሓትት። ድሕሪኡ ክትድምስስዎ እደሊ።", {"access", "erasure"}),
+    ("ar_tell_then_delete", "بيانات", "أريد أن أعرف ما هي المعلومات التي لديكم عني، وبعد ذلك أريد حذفها.", {"access", "erasure"}),
+    ("nb_delete_all_is_no_access", "slett", "slett alt dere har om meg, takk.", {"erasure"}),
+    ("en_which_cookies", "Cookies", "Which cookies does your site use, and does it work without the tracking pixel?", {"question"}),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,intents", MORE_FAMILIES, ids=[f[0] for f in MORE_FAMILIES])
+def test_more_family(name: str, subject: str, body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject=subject)
+    assert set(result.intents) == intents, result.explain()
