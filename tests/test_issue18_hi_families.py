@@ -63,6 +63,15 @@ MORE_FAMILIES = [
     ("ti_tell_then_delete", "ሓበሬታ", "ሰላም፣ ብዛዕባይ ዘለኩም ሓበሬታ ክትሰዱለይ እሓትት። ድሕሪኡ ክትድምስስዎ እደሊ።", {"access", "erasure"}),
     ("ar_tell_then_delete", "بيانات", "أريد أن أعرف ما هي المعلومات التي لديكم عني، وبعد ذلك أريد حذفها.", {"access", "erasure"}),
     ("nb_delete_all_is_no_access", "slett", "slett alt dere har om meg, takk.", {"erasure"}),
+    ("en_stop_texts_keep", "SMS", "Hi, please stop the texts with offers and tell me what you keep about me.", {"access", "opt_out"}),
+    ("nn_no_sales_calls", "Sal", "Hei, eg vil ikkje bli ringd opp om tilbod lenger. Takk.", {"opt_out"}),
+    ("nn_delete_and_no_more", "Melde av", "hei, eg har slutta der og vil ha sletta kontoen min og ikkje få meir reklame frå dykk.", {"erasure", "opt_out"}),
+    ("nb_no_more_post_and_remove", "Notat", "Kunde ringte, vil ikke ha mer post fra oss og vil at vi fjerner ham fra kunderegisteret.", {"erasure", "opt_out"}),
+    ("nb_confirm_deleted", "GPS", "Kunde ringte om appen, ber om bekreftelse på at de gamle posisjonene hans slettes.", {"erasure"}),
+    ("en_stop_tracking_keep_newsletter", "Tracking", "Your newsletter tracks which links I click. Please stop the tracking for my address, I'm fine getting the newsletter itself.", {"objection"}),
+    # product questions are no privacy question
+    ("en_product_delivery", "q", "do you deliver smoke alarms to Bodø?", set()),
+    ("da_product_question", "Både", "Hej! Sælger I CO-alarmer til både? Hilsen Per", set()),
     ("en_which_cookies", "Cookies", "Which cookies does your site use, and does it work without the tracking pixel?", {"question"}),
 ]
 
