@@ -12,9 +12,9 @@ read as requests, non-requests sent to triage, and hard negatives (gold []) read
     .venv/bin/python bench/leave_one_out.py --adds-at 0.5 0.7  # + other LEARNED_ADDS_AT
 
 The learned model never sees the held set, so its share of the figure is honest. The lexicons
-are tuned by hand on A-G (the errors of E, F and G were read by category and fixed by general
+are tuned by hand on A-I (the errors of E-I were read by category and fixed by general
 phrasing families and look-alike classes with examples of our own; see tests/data/README.md), so
-the lexicons' share is not: only the blind sets H and I measure that.
+the lexicons' share is not: only new blind sets, kept outside the repository, measure that.
 """
 
 from __future__ import annotations
