@@ -163,11 +163,16 @@ def test_an_unsettled_checklist_is_named_two_working_days_before_due(engine, set
     assert detail["unsettled"] and all(u.startswith("access: ") for u in detail["unsettled"])
 
 
-def test_slack_rows_and_managers_mail(engine, settings):
+def slack_and_managers(settings) -> None:
+    """Slack on with a review and a manager channel; Branninfo has one manager by email."""
     settings.slack.bot_token = "xoxb-test"
     settings.slack.review_channel = "CREVIEW"
     settings.slack.manager_channel = "CMANAGERS"
     settings.organization("branninfo").managers = ["leder@branninfo.no"]
+
+
+def test_slack_rows_and_managers_mail(engine, settings):
+    slack_and_managers(settings)
     ref = open_case(engine, settings, date(2026, 3, 10))
     scheduler.sweep(engine, settings, at_noon(date(2026, 4, 1)))  # before3: review channel only
     scheduler.sweep(engine, settings, at_noon(date(2026, 4, 9)))  # due: managers, both ways
@@ -186,10 +191,7 @@ def test_slack_rows_and_managers_mail(engine, settings):
 
 
 def test_an_escalation_mentions_the_assignee_in_slack_and_names_them_in_mail(engine, settings):
-    settings.slack.bot_token = "xoxb-test"
-    settings.slack.review_channel = "CREVIEW"
-    settings.slack.manager_channel = "CMANAGERS"
-    settings.organization("branninfo").managers = ["leder@branninfo.no"]
+    slack_and_managers(settings)
     assigned = open_case(engine, settings, date(2026, 3, 10))
     named = open_case(engine, settings, date(2026, 3, 10), requester="ola@example.no")
     nobody = open_case(engine, settings, date(2026, 3, 10), requester="per@example.no")
