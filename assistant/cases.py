@@ -60,6 +60,10 @@ NO_DISCLOSURE_INTENTS = frozenset({Intent.OPT_OUT.value, Intent.QUESTION.value})
 # Logged: references, states, event kinds, ids, organisation ids, systems. Never the requester's
 # address or name, nor any reason, note or text staff typed (they may quote the person).
 log = get_logger("cases")
+# An event's detail as stored (keys sorted), and as plain JSON types; built once, because
+# json.dumps with options builds an encoder per call.
+_STORED = json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=True)
+_PLAIN = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class CaseError(Exception):
@@ -121,13 +125,13 @@ def record_event(
     actor are masked here, before anything (the hash chain, a log line) is derived from them.
     The event joins its case's hash chain (store/audit.py), so a later edit shows. Returns the
     event's id."""
-    detail = masked(json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
+    detail = masked(json.loads(_PLAIN.encode(detail)))
     return append_event(
         session,
         case.id if case is not None else None,
         masked(actor),
         EventKind(kind).value,  # ValueError for a kind the vocabulary lacks
-        json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True),
+        _STORED.encode(detail),
     )
 
 
@@ -166,9 +170,9 @@ def record_events(session: Session, events: Iterable[tuple[int | None, str, str,
     for case_id, actor, kind, detail in events:
         # A detail of JSON's own types needs no round trip through JSON to become one.
         clean = mask(detail if _plain_json(detail) else
-                     json.loads(json.dumps(detail, ensure_ascii=False, default=str)))
+                     json.loads(_PLAIN.encode(detail)))
         rows.append((case_id, mask(actor), EventKind(kind).value,
-                     json.dumps(clean, ensure_ascii=False, default=str, sort_keys=True)))
+                     _STORED.encode(clean)))
     return append_events(session, rows)
 
 

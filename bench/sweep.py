@@ -38,9 +38,9 @@ from assistant import scheduler  # noqa: E402
 from assistant.config import load_settings  # noqa: E402
 from assistant.deadlines import OSLO, Deadlines, compute_deadlines  # noqa: E402
 from assistant.store import bulk  # noqa: E402
-from assistant.store.audit import chain_key, check_chain  # noqa: E402
+from assistant.store.audit import GENESIS, _digest, canonical_at, chain_key, check_chain  # noqa: E402
 from assistant.store.db import open_store, session_scope  # noqa: E402
-from assistant.store.models import AuditChain, Case, Event  # noqa: E402
+from assistant.store.models import AuditChain, Case, Escalation, Event  # noqa: E402
 
 TODAY = date(2026, 4, 14)  # a Tuesday after Easter
 NOW = datetime(2026, 4, 14, 9, 0, tzinfo=OSLO)
@@ -79,6 +79,27 @@ COLUMNS = ("id", "ref", "prefix", "year", "seq", "org", "state", "extended", "in
            "created_at", "updated_at")
 
 
+EVENT_COLUMNS = ("case_id", "at", "actor", "kind", "detail", "prev_hash", "hash")
+CHAIN_COLUMNS = ("chain", "case_id", "events", "last_hash")
+OPENED_AT = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)  # one moment: the hash is what costs
+_HASHES: dict[int, str] = {}  # case id -> its opening event's hash, the head of its chain
+
+
+def opening_events(total: int):
+    """Each case's first audit event, hashed as the audit trail hashes it: a real database has
+    a chain per case, so the sweep moves existing heads rather than creating them."""
+    at_text = canonical_at(OPENED_AT)
+    for i in range(1, total + 1):
+        digest = _digest(i, at_text, "bench", "opened", "{}", GENESIS)
+        _HASHES[i] = digest
+        yield i, OPENED_AT, "bench", "opened", "{}", GENESIS, digest
+
+
+def chain_heads(total: int):
+    for i in range(1, total + 1):
+        yield chain_key(i), i, 1, _HASHES.pop(i)
+
+
 def load(engine, total: int, open_cases: int, due_cases: int) -> None:
     def full(r):
         i, ref, seq, org, state, received, d = r
@@ -94,8 +115,14 @@ def load(engine, total: int, open_cases: int, due_cases: int) -> None:
                 for r in rows(total, open_cases, due_cases):
                     copy.write_row(full(r))
             cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), %s)", (total,))
+            with cur.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+                for event in opening_events(total):
+                    copy.write_row(event)
+            with cur.copy(f"COPY audit_chains ({', '.join(CHAIN_COLUMNS)}) FROM STDIN") as copy:
+                for head in chain_heads(total):
+                    copy.write_row(head)
             raw.commit()
-            cur.execute("ANALYZE cases")
+            cur.execute("ANALYZE cases; ANALYZE events; ANALYZE audit_chains")
             raw.commit()
         finally:
             raw.close()
@@ -115,6 +142,10 @@ def load(engine, total: int, open_cases: int, due_cases: int) -> None:
                 bulk.insert_many(conn, table, COLUMNS, batch)
                 batch.clear()
         bulk.insert_many(conn, table, COLUMNS, batch)
+        events = list(opening_events(total))
+        for start in range(0, total, 50_000):
+            bulk.insert_many(conn, Event.__table__, EVENT_COLUMNS, events[start:start + 50_000])
+        bulk.insert_many(conn, AuditChain.__table__, CHAIN_COLUMNS, list(chain_heads(total)))
         conn.execute(text("ANALYZE"))
 
 
@@ -179,14 +210,16 @@ def selection(engine, settings):
 
 
 def check_escalated(engine) -> tuple[int, list]:
-    """The chains of the escalated cases, as `dsr audit verify` checks them (a loaded case has
-    no events of its own, which verify_trail would rightly call a removed trail)."""
+    """The chains of the escalated cases, as `dsr audit verify` checks them: each loaded case's
+    opening event, then what the sweep appended."""
     by_chain: dict[str, list] = {}
     with session_scope(engine, write=False) as s:
-        for event in s.execute(select(Event).where(Event.case_id.is_not(None))
+        escalated = select(Escalation.case_id)
+        for event in s.execute(select(Event).where(Event.case_id.in_(escalated))
                                .order_by(Event.id)).scalars():
             by_chain.setdefault(chain_key(event.case_id), []).append(event)
-        heads = {h.chain: h for h in s.execute(select(AuditChain)).scalars()}
+        heads = {h.chain: h for h in s.execute(select(AuditChain).where(
+            AuditChain.case_id.in_(escalated))).scalars()}
     broken = [(key, found[0]) for key, events in by_chain.items()
               if (found := check_chain(events, heads.get(key))) is not None]
     return len(by_chain), broken
@@ -224,7 +257,7 @@ def run(url: str, total: int, open_cases: int, due_cases: int, deliver: bool) ->
                       lambda: scheduler.sweep(engine, settings, NOW))
     with engine.connect() as conn:
         written = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
-                   for t in ("escalations", "events", "outbox")]
+                   for t in ("escalations", "events WHERE kind <> 'opened'", "outbox")]
     print(f"    wrote {written[0]:,} escalations, {written[1]:,} audit events, "
           f"{written[2]:,} outbox rows")
     again, _ = measure("repeated sweep, nothing new (target < 0.5 s)",

@@ -34,6 +34,8 @@ from sqlmodel import Session
 from . import bulk
 from .models import AuditChain, Case, Event, utcnow
 
+# json.dumps with these options builds an encoder per call, which cost more than the hash.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 GENESIS = "0" * 64  # the prev_hash of the first event of every chain
 _FORMAT = "dsr-audit-v1"  # part of every hashed form, so a future format cannot collide
 NO_CASE = "none"
@@ -59,7 +61,7 @@ def event_hash(case_id: int | None, at: datetime, actor: str, kind: str, detail:
 def _digest(case_id: int | None, at_text: str, actor: str, kind: str, detail: str,
             prev_hash: str) -> str:
     form = [_FORMAT, case_id, at_text, actor, kind, detail, prev_hash]
-    data = json.dumps(form, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data = _CANONICAL.encode(form).encode("utf-8")
     return hashlib.sha256(data).hexdigest()
 
 
