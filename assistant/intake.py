@@ -68,13 +68,18 @@ class Outcome:
 # -- claiming -----------------------------------------------------------------------------------
 
 
+# The queue's condition written out, not bound: only then may either database's planner use
+# the partial index ix_messages_queue (models.Message) for it.
+_QUEUED = f"status = '{STORED}'"
+
+
 def claim_next(session: Session) -> Message | None:
     """Claim the oldest stored incoming message for this transaction, or None."""
     postgres = session.get_bind().dialect.name == "postgresql"
     lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
     row = session.execute(text(
         "UPDATE messages SET status = :processing WHERE status = :stored AND id = ("
-        " SELECT id FROM messages WHERE status = :stored AND direction = 'in'"
+        f" SELECT id FROM messages WHERE {_QUEUED} AND direction = 'in'"
         f" ORDER BY received_at, id LIMIT 1{lock}) RETURNING id"
     ), {"processing": PROCESSING, "stored": STORED}).first()
     if row is None:
@@ -260,7 +265,7 @@ def _prepare_next(engine: Engine, settings: Settings, limit: int) -> list[Prepar
     with session_scope(engine, write=False) as session:
         rows = session.execute(
             select(Message.id, Message.raw, Message.envelope_to)
-            .where(Message.status == STORED, Message.direction == "in")
+            .where(text(_QUEUED), Message.direction == "in")
             .order_by(Message.received_at, Message.id).limit(limit)
         ).all()
     found: list[Prepared | int] = []

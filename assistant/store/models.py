@@ -59,6 +59,7 @@ class Case(SQLModel, table=True):
         Index("ix_cases_open_due", "due",
               postgresql_where=text("state NOT IN ('answered', 'closed', 'rejected')"),
               sqlite_where=text("state NOT IN ('answered', 'closed', 'rejected')")),
+        Index("ix_cases_state_due", "state", "due"),  # migration 0001: lists by state
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -98,21 +99,31 @@ class Message(SQLModel, table=True):
     """A message as it reached us, raw bytes first; everything else is derived from them."""
 
     __tablename__ = "messages"
+    # Every index is written by each message the listener stores, before its 250: only what is
+    # looked up. The worker's queue is the messages still `stored` (a partial index, which a
+    # message leaves once decided); a message joins the case index when it joins a case.
+    __table_args__ = (
+        Index("ix_messages_queue", "received_at", "id",
+              sqlite_where=text("status = 'stored'"), postgresql_where=text("status = 'stored'")),
+        Index("ix_messages_case_id", "case_id",
+              sqlite_where=text("case_id IS NOT NULL"),
+              postgresql_where=text("case_id IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     dedup_key: str = Field(unique=True, max_length=512)
     channel: str = Field(max_length=16)
     direction: str = Field(default="in", max_length=8)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    sha256: str = Field(index=True, max_length=64)
+    sha256: str = Field(max_length=64)  # looked up through dedup_key, which holds it
     message_id: str | None = Field(default=None, index=True, max_length=998)
     received_at: datetime = Field(sa_type=UTCDateTime)
     envelope_from: str | None = Field(default=None, max_length=320)
     envelope_to: str = "[]"  # JSON list
-    status: str = Field(default="stored", index=True, max_length=16)
+    status: str = Field(default="stored", max_length=16)  # the queue: ix_messages_queue
     auto: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None, sa_column=Column(Text))
-    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="cases.id")  # ix_messages_case_id
     subject: str | None = Field(default=None, sa_column=Column(Text))  # masked
     text: str | None = Field(default=None, sa_column=Column(Text))  # clean, masked
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
