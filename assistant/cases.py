@@ -25,7 +25,7 @@ from . import deadlines
 from .config import Settings
 from .deadlines import OSLO, Calendar, compute_deadlines, receipt_date
 from .logs import get_logger
-from .store.audit import append_event, append_events
+from .store.audit import append_event, append_events, write_waiting
 from .store.models import (
     Case,
     CaseCounter,
@@ -120,11 +120,11 @@ def masked(value: Any) -> Any:
 
 def record_event(
     session: Session, case: Case | None, actor: str, kind: str, **detail: Any
-) -> int:
+) -> int | None:
     """Append to the audit trail. Detail never holds message bodies; every text in it and the
     actor are masked here, before anything (the hash chain, a log line) is derived from them.
     The event joins its case's hash chain (store/audit.py), so a later edit shows. Returns the
-    event's id."""
+    event's id (None inside `audit.heads_moved_once`, which writes its events at its end)."""
     detail = masked(json.loads(_PLAIN.encode(detail)))
     return append_event(
         session,
@@ -798,6 +798,7 @@ def record_rectification(session: Session, ref: str, what: str, by: str) -> Case
 
 def corrections(session: Session, case: Case) -> list[str]:
     """What staff recorded as corrected, oldest first (masked, as the audit trail keeps it)."""
+    write_waiting(session)
     events = session.execute(
         select(Event).where(Event.case_id == case.id, Event.kind == "rectified")
         .order_by(Event.at, Event.id)
@@ -1001,6 +1002,7 @@ def case_summary(case: Case) -> dict[str, Any]:
 
 
 def case_details(session: Session, case: Case) -> dict[str, Any]:
+    write_waiting(session)
     data = case_summary(case)
     messages = session.execute(
         select(Message).where(Message.case_id == case.id).order_by(Message.received_at, Message.id)

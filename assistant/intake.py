@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -36,7 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from . import cases, workflow
+from . import cases, preparer, workflow
 from .config import Organization, Settings
 from .mail.parse import ParsedMail, parse_mail
 from .store import audit
@@ -68,18 +69,15 @@ class Outcome:
 # -- claiming -----------------------------------------------------------------------------------
 
 
-# The queue's condition written out, not bound: only then may either database's planner use
-# the partial index ix_messages_queue (models.Message) for it.
-_QUEUED = f"status = '{STORED}'"
-
-
 def claim_next(session: Session) -> Message | None:
     """Claim the oldest stored incoming message for this transaction, or None."""
     postgres = session.get_bind().dialect.name == "postgresql"
     lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
     row = session.execute(text(
         "UPDATE messages SET status = :processing WHERE status = :stored AND id = ("
-        f" SELECT id FROM messages WHERE {_QUEUED} AND direction = 'in'"
+        # The queue's condition written out, not bound: only then may either database's
+        # planner use the partial index ix_messages_queue (models.Message) for it.
+        f" SELECT id FROM messages WHERE {preparer.QUEUED} AND direction = 'in'"
         f" ORDER BY received_at, id LIMIT 1{lock}) RETURNING id"
     ), {"processing": PROCESSING, "stored": STORED}).first()
     if row is None:
@@ -262,19 +260,7 @@ def prepare(settings: Settings, message_id: int, raw: bytes, envelope_to: str | 
 def _prepare_next(engine: Engine, settings: Settings, limit: int) -> list[Prepared | int]:
     """The oldest stored messages, read without a lock and prepared; an id alone where
     preparing failed (the message is then handled, and fails, in its savepoint)."""
-    with session_scope(engine, write=False) as session:
-        rows = session.execute(
-            select(Message.id, Message.raw, Message.envelope_to)
-            .where(text(_QUEUED), Message.direction == "in")
-            .order_by(Message.received_at, Message.id).limit(limit)
-        ).all()
-    found: list[Prepared | int] = []
-    for message_id, raw, envelope_to in rows:
-        try:
-            found.append(prepare(settings, message_id, raw, envelope_to))
-        except Exception:  # noqa: BLE001
-            found.append(message_id)
-    return found
+    return preparer.prepare_rows(settings, preparer.stored_rows(engine, limit))
 
 
 def _claim(session: Session, message_id: int) -> Message | None:
@@ -405,14 +391,20 @@ def process_one(engine: Engine, settings: Settings, now: datetime | None = None,
 
 
 def drain(engine: Engine, settings: Settings, limit: int | None = None,
-          stop: threading.Event | None = None, gate: write_gate.WriteGate | None = None) -> int:
-    """Process stored messages until none is left (or `limit`, or `stop`); how many were done."""
+          stop: threading.Event | None = None, gate: write_gate.WriteGate | None = None,
+          ahead_by: preparer.Preparer | None = None) -> int:
+    """Process stored messages until none is left (or `limit`, or `stop`); how many were done.
+    `ahead_by` (SQLite): prepares the next batch in a second process while this one is written."""
     done = 0
     ahead: list[Prepared | int] = []
+    if engine.dialect.name != "sqlite":
+        ahead_by = None  # PostgreSQL claims first and prepares inside its transaction
     while limit is None or done < limit:
         if stop is not None and stop.is_set():
             break
         size = BATCH_MESSAGES if limit is None else min(BATCH_MESSAGES, limit - done)
+        if ahead_by is not None:
+            ahead = ahead_by.next_batch(engine, ahead, size)
         outcomes, found = process_batch(engine, settings, gate=gate, limit=size, ahead=ahead)
         if not found:
             break
@@ -433,11 +425,22 @@ class Worker:
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
-        """Until `stop` is set; the message in hand is finished first (its transaction commits)."""
+        """Until `stop` is set; the message in hand is finished first (its transaction commits).
+        On SQLite with more than one core, a backlog is prepared a batch ahead in a second
+        process (preparer.py)."""
+        ahead_by = (preparer.Preparer(self.settings)
+                    if self.engine.dialect.name == "sqlite" and (os.cpu_count() or 1) > 1 else None)
+        try:
+            self._run(stop, ahead_by)
+        finally:
+            if ahead_by is not None:
+                ahead_by.close()
+
+    def _run(self, stop: threading.Event, ahead_by: preparer.Preparer | None) -> None:
         while not stop.is_set():
             self._wake.clear()
             try:
-                drain(self.engine, self.settings, stop=stop, gate=self.gate)
+                drain(self.engine, self.settings, stop=stop, gate=self.gate, ahead_by=ahead_by)
             except OperationalError as exc:
                 log.warning("database unavailable; retrying", extra={"error": type(exc.orig).__name__
                                                                     if exc.orig else "OperationalError"})

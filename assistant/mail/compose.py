@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import quoprimime
@@ -19,7 +20,6 @@ from email.charset import QP, Charset
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
@@ -33,7 +33,7 @@ _HEADER_SCAN_BYTES = 65_536
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 _QP_LINE = 76
-_WIRE = email.policy.compat32.clone(linesep="\r\n", max_line_length=998)
+_ANY_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -108,12 +108,33 @@ def build(*, from_addr: str, from_name: str, to: str, subject: str, body: str, r
     if _needs_utf8(from_addr, to):
         return _build_smtputf8(from_addr=from_addr, from_name=from_name, to=to, subject=subject,
                                body=body, message_id=message_id, date=date, parent=parent)
-    msg = MIMEText(body, "plain", _UTF8_QP)
-    msg["From"] = formataddr((from_name or "", from_addr), charset="utf-8")
-    msg["To"] = to
-    msg["Subject"] = _header(subject)
-    _thread_and_mark(msg, message_id=message_id, date=date, parent=parent)
-    return msg.as_bytes(policy=_WIRE)
+    fields = [("From", formataddr((_one_line(from_name or ""), from_addr), charset="utf-8")),
+              ("To", to), ("Subject", _header(_one_line(subject)))]
+    fields += _thread_and_mark_fields(message_id=message_id, date=date, parent=parent)
+    return _wire(fields, body)
+
+
+def _one_line(value: str) -> str:
+    """A header value never carries a line break of its own (a decoded subject can: a header
+    injection otherwise)."""
+    return " ".join(value.splitlines()) if ("\n" in value or "\r" in value) else value
+
+
+def _wire(fields: list[tuple[str, str]], body: str) -> bytes:
+    """The text/plain mail in UTF-8 quoted-printable with its headers, as the email package's
+    generator writes it (MIMEText, compat32, CRLF), without its object model: composing the
+    receipt was a sixth of the intake worker's cost per message. The values are ASCII here
+    (RFC 2047 words for the rest); a References line of many ids is folded between them."""
+    lines = ['Content-Type: text/plain; charset="utf-8"', "MIME-Version: 1.0",
+             "Content-Transfer-Encoding: quoted-printable"]
+    for name, value in fields:
+        value = value.replace("\r\n", "\n").replace("\n", "\r\n")  # RFC 2047 folds
+        if name == "References" and len(value) > 78 - len("References: "):
+            value = "\r\n ".join(value.split())
+        lines.append(f"{name}: {value}")
+    encoded = _UTF8_QP.body_encode(body) or ""
+    text = "\r\n".join(lines) + "\r\n\r\n" + _ANY_LINE_END.sub("\r\n", encoded)
+    return text.encode("ascii")
 
 
 def build_masked(*, body: str, secret: str, mask: str, **fields: Any) -> tuple[bytes, bytes]:
@@ -144,16 +165,20 @@ def _masked_copy(payload: bytes, body: str, secret: str, mask: str) -> bytes | N
     return head + separator + masked
 
 
-def _thread_and_mark(msg: Any, *, message_id: str, date: datetime, parent: Parent | None) -> None:
+def _thread_and_mark_fields(*, message_id: str, date: datetime, parent: Parent | None
+                            ) -> list[tuple[str, str]]:
     """The headers every mail dsr sends carries, whichever way it is encoded: its identity, the
     thread it answers (In-Reply-To, References) and the marks that no auto-responder answers."""
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
+    fields = [("Date", format_datetime(date)), ("Message-ID", message_id)]
     if parent is not None and parent.message_id:
-        msg["In-Reply-To"] = parent.message_id
-        msg["References"] = " ".join(thread_references(parent))
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
+        fields += [("In-Reply-To", parent.message_id),
+                   ("References", " ".join(thread_references(parent)))]
+    return fields + [("Auto-Submitted", "auto-replied"), ("X-Auto-Response-Suppress", "All")]
+
+
+def _thread_and_mark(msg: Any, *, message_id: str, date: datetime, parent: Parent | None) -> None:
+    for name, value in _thread_and_mark_fields(message_id=message_id, date=date, parent=parent):
+        msg[name] = value
 
 
 def _build_smtputf8(*, from_addr: str, from_name: str, to: str, subject: str, body: str,

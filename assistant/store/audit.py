@@ -126,8 +126,9 @@ _CHAINS = AuditChain.__table__
 
 
 def append_event(session: Session, case_id: int | None, actor: str, kind: str,
-                 detail: str) -> int:
-    """Add one event at the end of its chain and move the chain's head to it; the event's id.
+                 detail: str) -> int | None:
+    """Add one event at the end of its chain and move the chain's head to it; the event's id,
+    or None inside `heads_moved_once`, where the events are written together at its end.
 
     Written with two plain statements (the event row, the head), not through the ORM: the
     audit trail is append-only, nothing reads the event back in this transaction, and the
@@ -135,19 +136,21 @@ def append_event(session: Session, case_id: int | None, actor: str, kind: str,
     count, last_hash = _lock_head(session, case_id)
     at = utcnow()
     digest = event_hash(case_id, at, actor, kind, detail, last_hash)
-    connection = session.connection()
-    event_id = connection.execute(_INSERT_EVENT, {
-        "case_id": case_id, "at": at, "actor": actor, "kind": kind, "detail": detail,
-        "prev_hash": last_hash, "hash": digest}).scalar_one()
     key = chain_key(case_id)
-    session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
     moved = session.info.get(_MOVED)
     if moved is not None:
         if moved.get(_ROLLED_BACK):
             raise RuntimeError("audit: a rollback inside heads_moved_once; the chain heads are unknown")
+        session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
         moved[key] = (count + 1, digest)  # written once, when `heads_moved_once` ends
-    else:
-        _write_head(connection, key, count + 1, digest)
+        session.info[_WAITING].append((case_id, at, actor, kind, detail, last_hash, digest))
+        return None
+    connection = session.connection()
+    event_id = connection.execute(_INSERT_EVENT, {
+        "case_id": case_id, "at": at, "actor": actor, "kind": kind, "detail": detail,
+        "prev_hash": last_hash, "hash": digest}).scalar_one()
+    session.info.setdefault(_HEADS, {})[key] = (count + 1, digest)
+    _write_head(connection, key, count + 1, digest)
     return event_id
 
 
@@ -239,33 +242,48 @@ _MOVE_HEAD = (update(_CHAINS).where(_CHAINS.c.chain == bindparam("key"))
 
 
 _MOVED = "dsr_audit_moved"  # session.info: chain -> head, written at the end of the block
+_WAITING = "dsr_audit_waiting"  # session.info: the block's event rows, in the order appended
 _ROLLED_BACK = ""  # a key no chain has: set in the block's table when a savepoint in it rolled back
 
 
 @contextmanager
 def heads_moved_once(session: Session) -> Iterator[None]:
-    """Inside the block a chain's head row is written once, at its end, instead of once per
-    event (the intake worker: a new case appends four or five events in a row). The head is
-    still locked at the chain's first event, and the events are written as they come; on an
-    exception nothing is written (the caller's savepoint or transaction rolls the events back,
-    and the remembered heads are forgotten with it)."""
+    """Inside the block the events are written together at its end, in the order appended
+    (one statement), and a chain's head row once, instead of a statement or two per event (the
+    intake worker: a new case appends four or five events in a row). The head is still locked
+    at the chain's first event and each event hashed when appended; on an exception nothing is
+    written (the caller's savepoint or transaction rolls back, and the remembered heads are
+    forgotten with it). Code that reads the trail inside the block calls `write_waiting`."""
     if session.info.get(_MOVED) is not None:  # nested: the outer block writes
         yield
         return
     moved: dict[str, Any] = {}
     session.info[_MOVED] = moved
+    session.info[_WAITING] = []
+    session.info.setdefault(_HEADS, {})
     try:
         yield
         if moved.pop(_ROLLED_BACK, False):
             # A savepoint inside the block rolled back: which events remain is not known here,
             # so nothing is written and the caller's transaction must not commit this block.
             raise RuntimeError("audit: a rollback inside heads_moved_once; the chain heads are unknown")
+        write_waiting(session)
         if moved:
             connection = session.connection()
             for key in sorted(moved):
                 _write_head(connection, key, *moved[key])
     finally:
         session.info.pop(_MOVED, None)
+        session.info.pop(_WAITING, None)
+
+
+def write_waiting(session: Session) -> None:
+    """The events appended so far inside `heads_moved_once`, written now (a reader of the trail
+    inside the block would not see them otherwise); nothing outside a block."""
+    waiting = session.info.get(_WAITING)
+    if waiting:
+        bulk.insert_many(session.connection(), _EVENTS, _EVENT_COLUMNS, waiting)
+        waiting.clear()
 
 
 # -- verifying ----------------------------------------------------------------------------------

@@ -101,15 +101,18 @@ def _names(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple[str,
 
 def insert_many(connection: Connection, table: Table, columns: Sequence[str],
                 rows: Sequence[Sequence[Any]]) -> None:
-    """INSERT the rows (tuples in the order of `columns`)."""
+    """INSERT the rows (tuples in the order of `columns`), in their order: a serial id grows
+    with it (the audit trail's events of one chain are read back by id)."""
     if not rows:
         return
     dialect = connection.dialect
     name, names = _names(dialect, table, columns)
     values = bound(dialect, table, columns, rows)
     if _postgres(dialect):
+        aliases = ", ".join(f"v{i}" for i in range(len(columns)))
         connection.exec_driver_sql(
-            f"INSERT INTO {name} ({names}) SELECT * FROM {_unnest(dialect, table, columns)}",
+            f"INSERT INTO {name} ({names}) SELECT {aliases} FROM"
+            f" {_unnest(dialect, table, columns)} WITH ORDINALITY AS v({aliases}, n) ORDER BY n",
             _arrays(values, len(columns)))
         return
     marks = ", ".join([_placeholder(dialect)] * len(columns))
