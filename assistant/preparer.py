@@ -108,13 +108,13 @@ class Preparer:
         prepared ahead (or, with nothing ahead, the oldest stored messages prepared here); and
         the batch after it is started in the second process when there is a backlog."""
         items = list(leftover)
-        if self._pending is not None:
+        if self._pending is not None and len(items) < size:  # at most two batches in hand
             ahead = self._collect()
             have = {item_id(item) for item in items}
             items += [item for item in ahead if item_id(item) not in have]
         if not items:
             items = prepare_rows(self.settings, stored_rows(engine, size))
-        if len(items) >= size and not self._broken:
+        if self._pending is None and len(items) >= size and not self._broken:
             self._prepare_after(engine, frozenset(item_id(item) for item in items), size)
         return items
 

@@ -27,6 +27,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from email.mime.multipart import MIMEMultipart
@@ -68,6 +69,7 @@ OPEN_SQL = "state NOT IN ('answered', 'closed', 'rejected')"
 DIGEST_HORIZON = 7  # working days: "due soon" in the digest
 CHUNK = 1000  # cases escalated per transaction: a backlog never holds its locks for long
 BATCH = 200  # verification reminders per transaction (each one sends a fresh code)
+PARALLEL_CHUNKS = 2  # PostgreSQL: chunks written at once, each on its own connection
 TEMPLATE_LANGUAGES = ("nb", "nn", "en")
 ACTOR = "dsr-scheduler"
 
@@ -408,9 +410,9 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
             and (case_id, f"checklist:{due.isoformat()}") not in sent
         if (plain is not None and (case_id, plain[0]) not in sent) or maybe_checklist:
             todo.append(case_id)
-    for start in range(0, len(todo), CHUNK):  # each chunk one transaction: a crash between
-        # chunks loses nothing, and the next sweep finds what is left (the unique key)
-        done += _escalate_chunk(engine, settings, cal, todo[start:start + CHUNK], today, moment)
+    # Each chunk one transaction: a crash between chunks loses nothing, and the next sweep
+    # finds what is left (the unique key).
+    done += _escalate_chunks(engine, settings, cal, todo, today, moment)
     for start in range(0, len(reminders), BATCH):
         with session_scope(engine) as session:
             for case_id in reminders[start:start + BATCH]:
@@ -420,6 +422,22 @@ def sweep(engine: Engine, settings: Settings, now: datetime | None = None) -> li
     if done:
         log.info("sweep escalated", extra={"escalations": len(done), "today": today})
     return done
+
+
+def _escalate_chunks(engine: Engine, settings: Settings, cal: Calendar, todo: list[int],
+                     today: date, moment: datetime) -> list[Escalated]:
+    """The chunks one after another on SQLite (one writer at a time); on PostgreSQL two at a
+    time on two connections, so the server writes one chunk while this process prepares the
+    other (the chunks share no case, chain or outbox key: nothing for them to wait on). A chunk
+    that fails is rolled back whole and left to the next sweep; the others are kept."""
+    chunks = [todo[start:start + CHUNK] for start in range(0, len(todo), CHUNK)]
+    if engine.dialect.name != "postgresql" or len(chunks) < 2 or PARALLEL_CHUNKS < 2:
+        return [item for chunk in chunks
+                for item in _escalate_chunk(engine, settings, cal, chunk, today, moment)]
+    with ThreadPoolExecutor(max_workers=PARALLEL_CHUNKS, thread_name_prefix="sweep") as pool:
+        results = list(pool.map(
+            lambda chunk: _escalate_chunk(engine, settings, cal, chunk, today, moment), chunks))
+    return [item for result in results for item in result]
 
 
 def _escalate_chunk(engine: Engine, settings: Settings, cal: Calendar, case_ids: list[int],

@@ -6,6 +6,7 @@ double. On SQLite and, when configured, on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from datetime import date, datetime, time, timezone
 
@@ -105,6 +106,7 @@ def test_a_batch_sweep_of_many_cases_keeps_every_chain_intact(engine, settings, 
 def test_an_interrupted_batch_sweep_is_finished_by_the_next_without_doubles(
         engine, settings, monkeypatch):
     monkeypatch.setattr(scheduler, "CHUNK", 4)
+    monkeypatch.setattr(scheduler, "PARALLEL_CHUNKS", 1)  # in order: see the test below
     _deliver_everywhere(settings)
     refs = [_open(engine, settings, date(2026, 3, 10), ("question",)) for _ in range(10)]
     real_chunk = scheduler._escalate_chunk
@@ -152,6 +154,43 @@ def test_an_interrupted_batch_sweep_is_finished_by_the_next_without_doubles(
     assert len(last["keys"]) == len(set(last["keys"])) == 10
     assert last["report"].intact
     assert scheduler.sweep(engine, settings, at_noon(SWEEP_DAY)) == []
+
+
+def test_chunks_written_side_by_side_keep_the_same_promises(engine, settings, monkeypatch):
+    """PostgreSQL writes two chunks at a time on two connections: a chunk that fails is rolled
+    back whole while the others are kept, and the next sweep does exactly what is left."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one chunk at a time")
+    monkeypatch.setattr(scheduler, "CHUNK", 4)
+    _deliver_everywhere(settings)
+    refs = [_open(engine, settings, date(2026, 3, 10), ("question",)) for _ in range(10)]
+    real_chunk = scheduler._escalate_chunk
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def the_second_chunk_to_start_fails(*args, **kwargs):
+        with lock:
+            calls["n"] += 1
+            mine = calls["n"]
+        if mine == 2:
+            raise RuntimeError("this chunk's connection died")
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "_escalate_chunk", the_second_chunk_to_start_fails)
+    with pytest.raises(RuntimeError):
+        scheduler.sweep(engine, settings, at_noon(SWEEP_DAY))
+    first = _state(engine)
+    assert calls["n"] == 3  # every chunk was tried
+    assert first["escalations"] == first["events"]
+    assert sum(first["escalations"].values()) == 6  # one chunk of four left out, whole
+    assert len(first["keys"]) == len(set(first["keys"])) == 6 and first["report"].intact
+    monkeypatch.setattr(scheduler, "_escalate_chunk", real_chunk)
+    assert len(scheduler.sweep(engine, settings, at_noon(SWEEP_DAY))) == 4
+    last = _state(engine)
+    with session_scope(engine, write=False) as s:
+        ids = {cases.get_case(s, ref).id for ref in refs}
+    assert last["escalations"] == last["events"] == Counter({i: 1 for i in ids})
+    assert last["report"].intact
 
 
 def test_append_events_hashes_as_append_event_does(engine, settings, monkeypatch):

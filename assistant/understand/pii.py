@@ -62,6 +62,11 @@ def _windows(groups: list[re.Match[str]]) -> list[tuple[int, int]]:
     return found
 
 
+# A text with fewer digits than a number has cannot hold one: every stored text passes through
+# here, most of them with a date or two at most. (Digits and non-digits alternate: no backtracking.)
+_ENOUGH_DIGITS = re.compile(rf"(?:\d\D*){{{FNR_DIGITS}}}")
+
+
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Overlapping candidates become one span: when in doubt, mask more, never less."""
     merged: list[tuple[int, int]] = []
@@ -75,7 +80,7 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def find_fnr(text: str) -> list[tuple[int, int]]:
     """Spans (start, end) of valid fødselsnummer, D- and H-numbers in ``text``, in order."""
-    if not text:
+    if not text or _ENOUGH_DIGITS.search(text) is None:
         return []
     spans: list[tuple[int, int]] = []
     for cluster in _CLUSTER.finditer(text):
@@ -88,7 +93,7 @@ def find_fnr(text: str) -> list[tuple[int, int]]:
 
 def mask_fnr(text: str) -> str:
     """``text`` with every valid fødselsnummer/D-/H-number replaced by :data:`FNR_MASK`."""
-    if not text:
+    if not text or _ENOUGH_DIGITS.search(text) is None:
         return text
     spans = find_fnr(text)
     if not spans:
