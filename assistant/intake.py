@@ -399,9 +399,12 @@ def drain(engine: Engine, settings: Settings, limit: int | None = None,
     ahead: list[Prepared | int] = []
     if engine.dialect.name != "sqlite":
         ahead_by = None  # PostgreSQL claims first and prepares inside its transaction
+    flow = write_gate.Flow(gate)
     while limit is None or done < limit:
         if stop is not None and stop.is_set():
             break
+        if flow.give_way(stop):  # the SMTP listener first in a flood (store/gate.py)
+            continue
         size = BATCH_MESSAGES if limit is None else min(BATCH_MESSAGES, limit - done)
         if ahead_by is not None:
             ahead = ahead_by.next_batch(engine, ahead, size)

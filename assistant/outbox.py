@@ -243,12 +243,15 @@ class Sender:
         """Deliver what is due (mail, then Slack when Slack is on); how many rows were handled
         (sent, delayed or failed)."""
         done = 0
+        flow = write_gate.Flow(self.gate)
         for send in (self.send_one, self.send_slack_one):
             if send is self.send_slack_one and not self.settings.slack.enabled:
                 break
             while limit is None or done < limit:
                 if stop is not None and stop.is_set():
                     break
+                if flow.give_way(stop):  # the SMTP listener first in a flood
+                    continue
                 if send(now) is None:
                     break
                 done += 1

@@ -11,6 +11,7 @@ processes still meet at SQLite's own lock. PostgreSQL locks rows, not the databa
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager, nullcontext
@@ -21,16 +22,23 @@ class WriteGate:
         self._cond = threading.Condition()
         self._busy = False
         self._urgent_waiting = 0
+        # Counters the worker reads to tell a flood from a steady trickle: how often the listener
+        # wrote, and how often it found a background writer in its way.
+        self.urgent_writes = 0
+        self.urgent_waits = 0
 
     @contextmanager
     def urgent(self) -> Iterator[None]:
         with self._cond:
+            if self._busy:
+                self.urgent_waits += 1
             self._urgent_waiting += 1
             try:
                 self._cond.wait_for(lambda: not self._busy)
             finally:
                 self._urgent_waiting -= 1
             self._busy = True
+            self.urgent_writes += 1
         try:
             yield
         finally:
@@ -51,8 +59,10 @@ class WriteGate:
         not wait); `release` gives it back."""
         with self._cond:
             if self._busy:
+                self.urgent_waits += 1  # the listener takes the slower road, in a thread
                 return False
             self._busy = True
+            self.urgent_writes += 1
             return True
 
     def release(self) -> None:
@@ -75,3 +85,42 @@ def urgent(gate: WriteGate | None) -> ContextManager[None]:
 
 def background(gate: WriteGate | None) -> ContextManager[None]:
     return gate.background() if gate is not None else nullcontext()
+
+
+# In a flood (the listener writing more than FLOOD_RATE messages a second: senders are waiting
+# for their 250s), a background writer steps aside STEP_ASIDE_SECONDS at a time before each
+# write, and still takes a turn at least every LONGEST_STEP_ASIDE seconds. At a steady trickle
+# it never steps aside.
+STEP_ASIDE_SECONDS = 0.05
+LONGEST_STEP_ASIDE = 1.0
+FLOOD_RATE = 150.0
+
+
+class Flow:
+    """What a background writer (the intake worker, the outbox sender) looks at before each
+    write: is mail pouring in? Then the listener goes first: its clients wait for their 250s,
+    while stored mail is safe and can be decided and answered a little later. Within one
+    process the writers share one interpreter, and a thread that has work to do slows the
+    listener's event loop even while it waits for the gate."""
+
+    def __init__(self, gate: WriteGate | None) -> None:
+        self.gate = gate
+        self._at = self._turn = time.monotonic()
+        self._writes = gate.urgent_writes if gate is not None else 0
+
+    def give_way(self, stop: threading.Event | None) -> bool:
+        """Step aside a moment if mail pours in (True: the caller looks again), unless this
+        writer has not had a turn for LONGEST_STEP_ASIDE seconds."""
+        if self.gate is None:
+            return False
+        now, writes = time.monotonic(), self.gate.urgent_writes
+        rate = (writes - self._writes) / max(now - self._at, 0.02)
+        self._at, self._writes = now, writes
+        if rate > FLOOD_RATE and now - self._turn < LONGEST_STEP_ASIDE:
+            if stop is not None:
+                stop.wait(STEP_ASIDE_SECONDS)
+            else:
+                time.sleep(STEP_ASIDE_SECONDS)
+            return True
+        self._turn = now
+        return False
