@@ -121,11 +121,15 @@ FUZZY_GROUPS: dict[str, frozenset[str]] = {
 }
 
 # Tokens are words, "§", and sentence boundaries: . ! ? before a capitalised word (not
-# "art. 15"), a blank line, a colon/semicolon at the end of a line, a new list item, or a dash
+# "art. 15"), or before a lower-case word after a word of three letters or more that is no common
+# abbreviation (phone-typed "fjern meg. jeg var bare på et webinar", not "f.eks. at", "ca. 8"),
+# a blank line, a colon/semicolon at the end of a line, a new list item, or a dash
 # between spaces ("Det trenger dere ikke – slett det nå": the "ikke" is not the deletion's).
 _SCAN = re.compile(
     r"[^\W_]+|§"
     r"|[.!?][\"')»”]*\s+(?=[\"'(«“]*[A-ZÆØÅÄÖÜÉÈÀÇÑÕÃÂÊÎÔŠČŘŽĐĆŞȘȚĂΑ-ΩΆΈΉΊΌΎΏ])"
+    r"|(?<=[^\W\d_]{3})(?<!eks|tlf|evt|osv|mvh|ang|ref|jfr|mht|ifm|inc|ltd|etc)[.!?]\s+"
+    r"(?=[a-zæøåäöü])"
     r"|\n[ \t]*\n\s*"
     r"|[:;][ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
