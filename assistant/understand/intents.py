@@ -123,7 +123,8 @@ FUZZY_GROUPS: dict[str, frozenset[str]] = {
 # Tokens are words, "§", and sentence boundaries: . ! ? before a capitalised word (not
 # "art. 15"), or before a lower-case word after a word of three letters or more that is no common
 # abbreviation (phone-typed "fjern meg. jeg var bare på et webinar", not "f.eks. at", "ca. 8"),
-# a blank line, a colon/semicolon at the end of a line, a new list item, or a dash
+# a blank line, a colon/semicolon at the end of a line, a new list item, a new form field
+# ("\nE-post: ...": the field's name is no object of the message), or a dash
 # between spaces ("Det trenger dere ikke – slett det nå": the "ikke" is not the deletion's).
 _SCAN = re.compile(
     r"[^\W_]+|§"
@@ -133,6 +134,7 @@ _SCAN = re.compile(
     r"|\n[ \t]*\n\s*"
     r"|[:;][ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
+    r"|\n(?=[ \t]*[^\W\d_][^\W\d_ -]{0,14}(?:[ -][^\W\d_]{1,14})?:[ \t])"
     r"|[ \t][–—][ \t]"
 )
 
