@@ -418,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
                for p in sorted(LABELLED.parent.glob("heldout_*.jsonl"))
                if p.stem not in BLIND_SETS}
     titles: dict[str, str] = {}
+    # Sets written by others for training (issue 18, 2026-12-01): development data like A-K.
+    for path in sorted(LABELLED.parent.glob("train_*.jsonl")):
+        heldout[path.stem] = load_labelled(path)
+        titles[path.stem] = (f"training set {path.stem.split('_')[-1].upper()} "
+                             f"(tests/data/{path.name}, written by others for training, not blind)")
     if NORWAY_LANGUAGES.exists():  # written with the lexicons: a check per language, not blind
         heldout["languages_norway"] = load_labelled(NORWAY_LANGUAGES)
         titles["languages_norway"] = ("messages per language of people living in Norway "
