@@ -138,6 +138,9 @@ _SCAN = re.compile(
     r"|[ \t][–—][ \t]"
 )
 
+# An unticked box of a web form and its label ("[ ] Sletting" up to the next box or line end).
+_UNTICKED = re.compile(r"\[ \][ \t]*[^\[\]\n]*")
+
 
 # What a cue tells about the sentence it stands in, as bits, so scoring can flag each sentence
 # in one pass over the hits.
@@ -818,6 +821,8 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
     """classify(), and the folded words of the body (tokens(fold(body))), for the learned model:
     the text is split into words once per message, not once per reader."""
     body = (body or "")[:MAX_SCORED_CHARS]
+    if "[ ]" in body:  # a web form's boxes left unticked are options, not what was asked for
+        body = _UNTICKED.sub(" ", body)
     subject = _new_subject(subject)
     text = f"{subject}\n\n{body}" if subject else body
     tokens = _SCAN.findall(text)
