@@ -129,8 +129,8 @@ FUZZY_GROUPS: dict[str, frozenset[str]] = {
 _SCAN = re.compile(
     r"[^\W_]+|§"
     r"|[.!?][\"')»”]*\s+(?=[\"'(«“]*[A-ZÆØÅÄÖÜÉÈÀÇÑÕÃÂÊÎÔŠČŘŽĐĆŞȘȚĂΑ-ΩΆΈΉΊΌΎΏ])"
-    r"|(?<=[^\W\d_]{3})(?<!eks|tlf|evt|osv|mvh|ang|ref|jfr|mht|ifm|inc|ltd|etc)[.!?]\s+"
-    r"(?=[a-zæøåäöü])"
+    r"|[.!?](?<=[^\W\d_]{3}.)(?<!eks.|tlf.|evt.|osv.|mvh.|ang.|ref.|jfr.|mht.|ifm.|inc.|ltd.|etc.)"
+    r"\s+(?=[a-zæøåäöü])"
     r"|\n[ \t]*\n\s*"
     r"|[:;][ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
