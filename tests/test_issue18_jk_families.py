@@ -122,3 +122,25 @@ def test_lower_case_sentence_boundary_keeps_abbreviations() -> None:
     next sentence ("webinar") does not cancel the request; "f.eks." and "ca." do not."""
     result = understand_text("vil ikke være registrert hos dere. slett meg. jeg var på et webinar")
     assert "erasure" in result.intents, result.explain()
+
+
+PROBES = [
+    # own probes written after the fixes, per category of the issue (not rows of any set)
+    ("nb_note_forget_him", "Notat", "Kunde i butikken ba oss glemme ham helt, han flytter og vil ikke stå noe sted hos oss.", {"erasure"}),
+    ("nb_thread_status_of_deletion", "Re: Din henvendelse [DSR-2026-0412]", "Hei igjen, har dere kommet noe videre med slettingen? Det er snart to måneder.", {"erasure"}),
+    ("nb_no_longer_receive_anything", "", "Vil bare si fra at jeg ikke lenger ønsker å motta noe som helst fra dere.", {"opt_out"}),
+    ("nb_off_all_lists_is_opt_out", "", "hei kan dere fjerne meg fra alle listene deres? takk", {"opt_out"}),
+    ("nb_let_be_while_complaint", "", "Vil dere være så snill å la være å bruke dataene mine til noe annet mens klagen behandles?", {"restriction"}),
+    ("nb_phishing_deadline", "Konto", "Din konto vil bli slettet om 24 timer på grunn av GDPR. Klikk her for å beholde den.", set()),
+    ("nb_webinar_about_rights", "Webinar", "Bli med på vårt gratis webinar om innsynsrett og sletting! Påmelding her.", set()),
+    ("nb_quote_how_deletion_handled", "Tilbud", "Vi ønsker tilbud på kamera i sykkelboden. Hvordan håndteres sletting av opptakene?", set()),
+    ("nb_copy_of_warranty", "Kopi", "Kan jeg få en kopi av garantibeviset for varmepumpa?", set()),
+    ("nb_note_copy_of_invoices", "Slack", "Regnskapsbyrået ringte, de vil ha kopi av alle fakturaer for i fjor.", set()),
+    ("nb_door_sensor_notices", "SMS", "Slutt å sende meg varsel hver gang dørkontakten utløses, det er bare katten.", set()),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,intents", PROBES, ids=[f[0] for f in PROBES])
+def test_probes(name: str, subject: str, body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject=subject)
+    assert set(result.intents) == intents, result.explain()
