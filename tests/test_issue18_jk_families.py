@@ -144,3 +144,16 @@ PROBES = [
 def test_probes(name: str, subject: str, body: str, intents: set[str]) -> None:
     result = understand_text(body, subject=subject)
     assert set(result.intents) == intents, result.explain()
+
+
+MORE_PROBES = [
+    ("en_stop_texting_note", "Staff note", "Caller wants us to stop texting her about offers, she only wants service reminders.", {"opt_out"}),
+    ("en_why_sons_number_remove", "", "Why do you have my son's phone number? He is 12. Please remove it.", {"access", "erasure"}),
+    ("en_disclaimer_remove_it", "", "This e-mail may contain confidential information. If you received it in error, please remove it.", set()),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,intents", MORE_PROBES, ids=[f[0] for f in MORE_PROBES])
+def test_more_probes(name: str, subject: str, body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject=subject)
+    assert set(result.intents) == intents, result.explain()
