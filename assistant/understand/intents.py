@@ -121,16 +121,25 @@ FUZZY_GROUPS: dict[str, frozenset[str]] = {
 }
 
 # Tokens are words, "§", and sentence boundaries: . ! ? before a capitalised word (not
-# "art. 15"), a blank line, a colon/semicolon at the end of a line, a new list item, or a dash
+# "art. 15"), or before a lower-case word after a word of three letters or more that is no common
+# abbreviation (phone-typed "fjern meg. jeg var bare på et webinar", not "f.eks. at", "ca. 8"),
+# a blank line, a colon/semicolon at the end of a line, a new list item, a new form field
+# ("\nE-post: ...": the field's name is no object of the message), or a dash
 # between spaces ("Det trenger dere ikke – slett det nå": the "ikke" is not the deletion's).
 _SCAN = re.compile(
     r"[^\W_]+|§"
     r"|[.!?][\"')»”]*\s+(?=[\"'(«“]*[A-ZÆØÅÄÖÜÉÈÀÇÑÕÃÂÊÎÔŠČŘŽĐĆŞȘȚĂΑ-ΩΆΈΉΊΌΎΏ])"
+    r"|[.!?](?<=[^\W\d_]{3}.)(?<!eks.|tlf.|evt.|osv.|mvh.|ang.|ref.|jfr.|mht.|ifm.|inc.|ltd.|etc.)"
+    r"\s+(?=[a-zæøåäöü])"
     r"|\n[ \t]*\n\s*"
     r"|[:;][ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:[-*•]|\d{1,2}[.)])\s)"
+    r"|\n(?=[ \t]*[^\W\d_][^\W\d_ -]{0,14}(?:[ -][^\W\d_]{1,14})?:[ \t])"
     r"|[ \t][–—][ \t]"
 )
+
+# An unticked box of a web form and its label ("[ ] Sletting" up to the next box or line end).
+_UNTICKED = re.compile(r"\[ \][ \t]*[^\[\]\n]*")
 
 
 # What a cue tells about the sentence it stands in, as bits, so scoring can flag each sentence
@@ -812,6 +821,8 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
     """classify(), and the folded words of the body (tokens(fold(body))), for the learned model:
     the text is split into words once per message, not once per reader."""
     body = (body or "")[:MAX_SCORED_CHARS]
+    if "[ ]" in body:  # a web form's boxes left unticked are options, not what was asked for
+        body = _UNTICKED.sub(" ", body)
     subject = _new_subject(subject)
     text = f"{subject}\n\n{body}" if subject else body
     tokens = _SCAN.findall(text)

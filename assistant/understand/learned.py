@@ -190,9 +190,11 @@ def load_model(path: Path | None = None) -> LearnedModel | None:
     alone). A file of the wrong shape raises ValueError naming it: a half-trained or truncated
     file must stop `dsr check`, not add random intents."""
     path = path or model_path()
-    if path is None or not Path(path).exists():
+    if path is None:
         return None
-    return _load_model(Path(path))
+    if not isinstance(path, Path):  # every message asks: wrap a str once, not a Path twice
+        path = Path(path)
+    return _load_model(path) if path.exists() else None
 
 
 @lru_cache(maxsize=4)
