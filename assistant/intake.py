@@ -392,14 +392,16 @@ def process_one(engine: Engine, settings: Settings, now: datetime | None = None,
 
 def drain(engine: Engine, settings: Settings, limit: int | None = None,
           stop: threading.Event | None = None, gate: write_gate.WriteGate | None = None,
-          ahead_by: preparer.Preparer | None = None) -> int:
+          ahead_by: preparer.Preparer | None = None,
+          flow: write_gate.Flow | None = None) -> int:
     """Process stored messages until none is left (or `limit`, or `stop`); how many were done.
-    `ahead_by` (SQLite): prepares the next batch in a second process while this one is written."""
+    `ahead_by` (SQLite): prepares the next batch in a second process while this one is written.
+    `flow`: the worker's watch on the listener (store/gate.py), kept from one drain to the next."""
     done = 0
     ahead: list[Prepared | int] = []
     if engine.dialect.name != "sqlite":
         ahead_by = None  # PostgreSQL claims first and prepares inside its transaction
-    flow = write_gate.Flow(gate)
+    flow = flow if flow is not None else write_gate.Flow(gate)
     while limit is None or done < limit:
         if stop is not None and stop.is_set():
             break
@@ -440,10 +442,12 @@ class Worker:
                 ahead_by.close()
 
     def _run(self, stop: threading.Event, ahead_by: preparer.Preparer | None) -> None:
+        flow = write_gate.Flow(self.gate)
         while not stop.is_set():
             self._wake.clear()
             try:
-                drain(self.engine, self.settings, stop=stop, gate=self.gate, ahead_by=ahead_by)
+                drain(self.engine, self.settings, stop=stop, gate=self.gate, ahead_by=ahead_by,
+                      flow=flow)
             except OperationalError as exc:
                 log.warning("database unavailable; retrying", extra={"error": type(exc.orig).__name__
                                                                     if exc.orig else "OperationalError"})

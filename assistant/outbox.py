@@ -101,6 +101,7 @@ class Sender:
                  max_delay: float = 3600.0, poll_seconds: float = 1.0, timeout: float = 30.0,
                  lease: timedelta = LEASE, gate: write_gate.WriteGate | None = None) -> None:
         self.engine, self.settings, self.gate = engine, settings, gate
+        self._flow = write_gate.Flow(gate)  # its watch on the listener, from one pass to the next
         self.base_delay, self.max_delay = base_delay, max_delay
         self.poll_seconds, self.timeout, self.lease = poll_seconds, timeout, lease
         self._wake = threading.Event()
@@ -243,7 +244,7 @@ class Sender:
         """Deliver what is due (mail, then Slack when Slack is on); how many rows were handled
         (sent, delayed or failed)."""
         done = 0
-        flow = write_gate.Flow(self.gate)
+        flow = self._flow
         for send in (self.send_one, self.send_slack_one):
             if send is self.send_slack_one and not self.settings.slack.enabled:
                 break

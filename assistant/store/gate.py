@@ -107,16 +107,21 @@ class Flow:
         self.gate = gate
         self._at = self._turn = time.monotonic()
         self._writes = gate.urgent_writes if gate is not None else 0
+        self._waits = gate.urgent_waits if gate is not None else 0
 
     def give_way(self, stop: threading.Event | None) -> bool:
         """Step aside a moment if mail pours in (True: the caller looks again), unless this
-        writer has not had a turn for LONGEST_STEP_ASIDE seconds."""
+        writer has not had a turn for LONGEST_STEP_ASIDE seconds. Mail pours in when the
+        listener writes more than FLOOD_RATE messages a second, or had to wait for a background
+        writer twice since the last look: background work slows the listener down, so its rate
+        alone would make a flood look like a trickle."""
         if self.gate is None:
             return False
-        now, writes = time.monotonic(), self.gate.urgent_writes
+        now, writes, waits = time.monotonic(), self.gate.urgent_writes, self.gate.urgent_waits
         rate = (writes - self._writes) / max(now - self._at, 0.02)
-        self._at, self._writes = now, writes
-        if rate > FLOOD_RATE and now - self._turn < LONGEST_STEP_ASIDE:
+        pressed = waits - self._waits >= 2
+        self._at, self._writes, self._waits = now, writes, waits
+        if (rate > FLOOD_RATE or pressed) and now - self._turn < LONGEST_STEP_ASIDE:
             if stop is not None:
                 stop.wait(STEP_ASIDE_SECONDS)
             else:
