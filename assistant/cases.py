@@ -135,45 +135,55 @@ def record_event(
     )
 
 
-def _plain_json(value: Any) -> bool:
-    """Whether JSON would give `value` back unchanged: text, integers, booleans, None, and
-    lists and string-keyed objects of those (a float, a tuple or a date would change)."""
-    if value is None or isinstance(value, str | int):
-        return True
-    if isinstance(value, list):
-        return all(_plain_json(item) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
-    return False
-
-
 def record_events(session: Session, events: Iterable[tuple[int | None, str, str, dict[str, Any]]]
                   ) -> int:
     """Many events at once, (case id or None, actor, kind, detail) each, masked and checked
     exactly as `record_event` does, then appended in a few statements (store/audit.py
     `append_events`: the same chains and hashes as one by one). Returns how many."""
     seen: dict[str, str] = {}  # a sweep's details repeat their texts: each masked once
+    kinds: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        clean = seen.get(value)
+        if clean is None:
+            clean = seen[value] = mask_personal_numbers(value)
+        return clean
 
     def mask(value: Any) -> Any:
-        if isinstance(value, str):
-            clean = seen.get(value)
-            if clean is None:
-                clean = seen[value] = mask_personal_numbers(value)
-            return clean
-        if isinstance(value, dict):
-            return {key: mask(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [mask(item) for item in value]
-        return value
+        """The value masked, if JSON would give it back unchanged (text, integers, booleans,
+        None, and lists and string-keyed objects of those); else _NOT_PLAIN. One pass: a
+        sweep writes ten thousand of these."""
+        kind = type(value)
+        if kind is str:
+            return text(value)
+        if value is None or kind is int or kind is bool:
+            return value
+        if kind is dict:
+            out = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    return _NOT_PLAIN
+                out[key] = clean = text(item) if type(item) is str else mask(item)
+                if clean is _NOT_PLAIN:
+                    return _NOT_PLAIN
+            return out
+        if kind is list:
+            items = [mask(item) for item in value]
+            return _NOT_PLAIN if any(item is _NOT_PLAIN for item in items) else items
+        return _NOT_PLAIN
 
     rows = []
     for case_id, actor, kind, detail in events:
-        # A detail of JSON's own types needs no round trip through JSON to become one.
-        clean = mask(detail if _plain_json(detail) else
-                     json.loads(_PLAIN.encode(detail)))
-        rows.append((case_id, mask(actor), EventKind(kind).value,
-                     _STORED.encode(clean)))
+        clean = mask(detail)
+        if clean is _NOT_PLAIN:  # a date, a tuple, a float: as JSON gives it back
+            clean = mask(json.loads(_PLAIN.encode(detail)))
+        if kind not in kinds:
+            kinds[kind] = EventKind(kind).value  # ValueError for a kind the vocabulary lacks
+        rows.append((case_id, text(actor), kinds[kind], _STORED.encode(clean)))
     return append_events(session, rows)
+
+
+_NOT_PLAIN = object()  # record_events: a detail JSON would change (a date, a tuple, a float)
 
 
 # Events are masked in record_event (before their hash is taken); every other table is masked
