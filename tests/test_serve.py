@@ -165,3 +165,7 @@ def test_a_burst_survives_a_sigkill_and_every_accepted_message_is_stored_once_an
     lines = log.read_text(errors="replace")
     assert "stage started" in lines and "stage=smtp" in lines and "stage=intake" in lines
     assert "example.no" not in lines  # addresses never reach the log
+    # The backlog was prepared ahead in a second process, which never failed (python -m
+    # assistant: the spawned process imports the main module again without running the CLI).
+    assert "preparing ahead in a second process" in lines
+    assert "preparing ahead stopped" not in lines
