@@ -47,6 +47,9 @@ NOW = datetime(2026, 4, 14, 9, 0, tzinfo=OSLO)
 ORGS = ("branninfo", "infracomfort", "plania", "proffsecurity", "bagges")
 
 
+LAYOUT = "receipt"  # --layout: "receipt" (ids in order of receipt) or "scattered"
+
+
 def rows(total: int, open_cases: int, due_cases: int):
     """Every case, in id order: (id, ref, seq, org, state, received_at, deadlines). Open cases
     carry the dates the calendar gives them, so the calendar check at start moves nothing."""
@@ -58,19 +61,45 @@ def rows(total: int, open_cases: int, due_cases: int):
             cache[received] = compute_deadlines(received)
         return cache[received]
 
+    layout = _by_receipt if LAYOUT == "receipt" else _scattered
+    for i, state, received in layout(total, open_cases, due_cases):
+        at = datetime.combine(received, datetime.min.time()) + timedelta(hours=9)
+        yield i, f"DSR-B-{i:07d}", i, ORGS[i % len(ORGS)], state, min(at, now_naive), \
+            dates(received)
+
+
+def _answered(i: int) -> str:
+    return "answered" if i % 3 else "closed"
+
+
+def _by_receipt(total: int, open_cases: int, due_cases: int):
+    """As a real database grows: ids in order of receipt. Years of answered and closed cases
+    (received 5 years to 80 days ago), then the cases received 25 to 35 days ago, every other
+    one still open and so inside the escalation ladder (a few days overdue to 7 working days
+    ahead) and the others answered, then the open cases received in the last 14 days."""
+    old = total - open_cases - 2 * due_cases
+    for i in range(1, old + 1):
+        yield i, _answered(i), TODAY - timedelta(days=80 + (old - i) * 1900 // old)
+    for j in range(2 * due_cases):
+        i = old + 1 + j
+        received = TODAY - timedelta(days=35 - j * 11 // (2 * due_cases))
+        yield i, ("drafted" if j % 2 == 0 else _answered(i)), received
+    for k in range(open_cases):
+        yield old + 2 * due_cases + 1 + k, "verified", TODAY - timedelta(days=14 - k * 14 // open_cases)
+
+
+def _scattered(total: int, open_cases: int, due_cases: int):
+    """The worst case for the writes: the due cases spread evenly over the million ids (every
+    hundredth), so their rows, chain heads and index entries share no page."""
     due_every, open_every = total // due_cases, total // open_cases
     for i in range(1, total + 1):
         if i % due_every == 0 and i // due_every <= due_cases:
             # received 25 to 35 days ago: due from a few days overdue to inside the ladder
-            state, received = "drafted", TODAY - timedelta(days=25 + i % 11)
+            yield i, "drafted", TODAY - timedelta(days=25 + i % 11)
         elif i % open_every == 1:
-            state, received = "verified", TODAY - timedelta(days=1 + i % 14)  # not yet chased
+            yield i, "verified", TODAY - timedelta(days=1 + i % 14)  # not yet chased
         else:
-            state = "answered" if i % 3 else "closed"
-            received = TODAY - timedelta(days=80 + i % 2000)  # long past: a scan would see them
-        at = datetime.combine(received, datetime.min.time()) + timedelta(hours=9)
-        yield i, f"DSR-B-{i:07d}", i, ORGS[i % len(ORGS)], state, min(at, now_naive), \
-            dates(received)
+            yield i, _answered(i), TODAY - timedelta(days=80 + i % 2000)  # long past
 
 
 COLUMNS = ("id", "ref", "prefix", "year", "seq", "org", "state", "extended", "intents",
@@ -289,9 +318,12 @@ def main() -> int:
                         help="peak memory of the Python heap (tracemalloc), slower timings")
     parser.add_argument("--deliver", action="store_true",
                         help="Slack on and a manager per organisation: outbox rows as well")
+    parser.add_argument("--layout", choices=("receipt", "scattered"), default="receipt",
+                        help="ids in order of receipt (as a database grows; the default) or the "
+                             "due cases spread over all ids (the worst case for the writes)")
     args = parser.parse_args()
-    global TRACE
-    TRACE = args.tracemalloc
+    global TRACE, LAYOUT
+    TRACE, LAYOUT = args.tracemalloc, args.layout
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     if args.only != "postgresql":
         with tempfile.TemporaryDirectory() as folder:
