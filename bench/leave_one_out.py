@@ -42,7 +42,7 @@ from assistant.understand.pipeline import understand_text  # noqa: E402
 CORE = ("access", "erasure", "portability", "opt_out")
 ALL = CORE + ("rectification", "restriction", "objection", "question")
 DEFAULT_HELD = ("heldout_e", "heldout_f", "heldout_g", "heldout_h", "heldout_i", "heldout_j",
-                "heldout_k", "train_n", "train_o")
+                "heldout_k", "heldout_l", "heldout_m", "train_n", "train_o")
 
 
 # Not a DSR_ variable: the configuration refuses DSR_ names that are no setting.
