@@ -23,7 +23,7 @@ FAMILIES = [
     ("nb_ask_if_delete_warranty","Garanti","Hvis jeg sletter brukeren min i appen, gjelder garantien fortsatt? Ikke slett noe nå, jeg bare lurer.",set()),
     ("sv_business_how_delete_clip","Kamera","Vi har era kameror i butiken. En kund vill att vi tar bort en film där han syns. Hur raderar vi den i appen?",set()),
     # erasure look-alike: an unnamed "the list" after a course or event is no register
-    ("nb_event_signoff_list", "Avmelding", "Jeg kommer ikke på julebordet likevel. Slett meg fra lista.", set()),
+    ("nb_event_signoff_list", "Julebord", "Jeg kommer ikke på julebordet likevel. Slett meg fra lista.", set()),
     ("nn_course_list_ill", "Kurs", "Eg er sjuk og kan ikkje kome på kurset. Slett meg frå lista.", set()),
     # other languages
     ("ru_delete_number","Номер","Пожалуйста, удалите мой номер из вашей базы данных.",{"erasure"}),
