@@ -75,3 +75,26 @@ MORE_FAMILIES = [
 def test_more_families(name: str, subject: str, body: str, intents: set[str]) -> None:
     result = understand_text(body, subject=subject)
     assert set(result.intents) == intents, result.explain()
+
+
+# Look-alikes of L's and M's false positives (written before their fixes; 2 of 10 missed, both
+# added by the learned model: a thanks for an answer now keeps the model from adding a question
+# ([any] guards question too), a technician's arrival SMS is a firm look-alike of opt-out).
+LOOKALIKES = [
+    ("nb_howto_retention_setting","Kamera","Vi driver en frisørsalong med kameraene deres. Hvordan setter vi opp at opptak slettes etter fem dager?",set()),
+    ("en_howto_configure_retention","Retention","We run a gym with your cameras. How do we configure the recordings to be removed after a week?",set()),
+    ("da_thanks_for_answer","Tak","Tak for svaret om hvor længe I gemmer mine oplysninger. Det er helt fint.",set()),
+    ("nb_thanks_for_answer","Takk","Takk for svaret om hvor lenge dere lagrer opptakene. Da vet jeg det.",set()),
+    ("nb_technician_eta_sms","SMS","Kan dere slutte å sende SMS hver gang montøren nærmer seg? Jeg er hjemme uansett.",set()),
+    ("en_cancel_booking_list","Workshop","I can't attend the workshop on Friday. Please cancel my booking and take me off the list.",set()),
+    ("nb_price_specification","Faktura","Jeg vil gjerne ha en spesifisering av hva som er inkludert i den nye prisen.",set()),
+    ("nb_inspection_report_board","Rapport","Styret ber om innsyn i tilsynsrapporten fra kontrollen i september.",set()),
+    ("nb_someone_elses_account","Feil mottaker","Jeg får varsler som gjelder en annen kunde. Kan dere rette e-posten på hans konto?",set()),
+    ("nb_one_off_delivery","Levering","Kunden ba om at pakken sendes til hytta i stedet, kun denne ordren.",set()),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,intents", LOOKALIKES, ids=[f[0] for f in LOOKALIKES])
+def test_lookalikes(name: str, subject: str, body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject=subject)
+    assert set(result.intents) == intents, result.explain()
