@@ -25,6 +25,10 @@ FAMILIES = [
     # erasure look-alike: an unnamed "the list" after a course or event is no register
     ("nb_event_signoff_list", "Julebord", "Jeg kommer ikke på julebordet likevel. Slett meg fra lista.", set()),
     ("nn_course_list_ill", "Kurs", "Eg er sjuk og kan ikkje kome på kurset. Slett meg frå lista.", set()),
+    # erasure: "I do not want you to have my ..." (nb, nn) and ru "(I want) you to delete them"
+    ("nb_not_want_you_to_have", "Fødselsdato", "Jeg vil ikke at dere skal ha fødselsdatoen min liggende.", {"erasure"}),
+    ("nn_not_want_you_to_have", "Bilete", "Eg vil ikkje at de skal ha bileta mine på nettsida.", {"erasure"}),
+    ("ru_want_you_to_delete", "Фото", "Хочу, чтобы вы удалили все мои фотографии.", {"erasure"}),
     # other languages
     ("ru_delete_number","Номер","Пожалуйста, удалите мой номер из вашей базы данных.",{"erasure"}),
     ("uk_send_recording","Запис","Прошу надіслати мені відеозапис, на якому видно мене біля входу.",{"access"}),
