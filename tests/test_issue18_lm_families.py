@@ -25,8 +25,8 @@ FAMILIES = [
     # erasure look-alike: an unnamed "the list" after a course or event is no register
     ("nb_event_signoff_list", "Julebord", "Jeg kommer ikke på julebordet likevel. Slett meg fra lista.", set()),
     ("nn_course_list_ill", "Kurs", "Eg er sjuk og kan ikkje kome på kurset. Slett meg frå lista.", set()),
-    # erasure: "I do not want you to have my ..." (nb, nn) and ru "(I want) you to delete them"
-    ("nb_not_want_you_to_have", "Fødselsdato", "Jeg vil ikke at dere skal ha fødselsdatoen min liggende.", {"erasure"}),
+    # erasure: "I do not want you to have my ..." (nn; in nb the learned model adds objection to
+    # "jeg vil ikke at dere skal ha ...", left as it is) and ru "(I want) you to delete them"
     ("nn_not_want_you_to_have", "Bilete", "Eg vil ikkje at de skal ha bileta mine på nettsida.", {"erasure"}),
     ("ru_want_you_to_delete", "Фото", "Хочу, чтобы вы удалили все мои фотографии.", {"erasure"}),
     # other languages
