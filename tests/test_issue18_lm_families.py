@@ -102,3 +102,26 @@ LOOKALIKES = [
 def test_lookalikes(name: str, subject: str, body: str, intents: set[str]) -> None:
     result = understand_text(body, subject=subject)
     assert set(result.intents) == intents, result.explain()
+
+
+# Families of L's and M's missed requests fixed last (phone-typed "dont", an old detail to
+# change, sv sharing for research and "what data is it", a hypothetical someone, staff notes
+# asking where we got a number, pl "do not delete, but", so footage, es clitic "bórrenla");
+# written after the fixes, so a check of their reach rather than a measurement.
+LAST_FAMILIES = [
+    ("en_dont_without_apostrophe","News","hi, i dont want your newsletter anymore, thanks",{"opt_out"}),
+    ("en_old_number_change","App","The app still shows my old phone number. Can you change it to 912 34 567?",{"rectification"}),
+    ("sv_not_shared_for_research","Forskning","Jag vill inte att mina uppgifter delas med universitetet.",{"objection"}),
+    ("sv_what_data_is_it","Data","Ni skriver att ni använder min data. Vad är det för data?",{"access"}),
+    ("en_hypothetical_someone","Question","If someone wants their account removed, who handles it, you or their employer?",set()),
+    ("nb_note_where_we_got_number","","Kunde i butikken spurte hvor vi hadde mobilnummeret hans fra. Svar på e-post.",{"access"}),
+    ("pl_do_not_delete_until","Spór","Proszę nie usuwać moich danych, ale też ich nie używać do czasu zakończenia sprawy.",{"restriction"}),
+    ("so_can_i_get_footage","Muuqaal","Ma heli karaa muuqaalka kamaradda ee aan ku jiro?",{"access"}),
+    ("es_delete_clitic","Cuenta","Tengo una cuenta antigua con mis datos. Por favor, bórrenla.",{"erasure"}),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,intents", LAST_FAMILIES, ids=[f[0] for f in LAST_FAMILIES])
+def test_last_families(name: str, subject: str, body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject=subject)
+    assert set(result.intents) == intents, result.explain()
