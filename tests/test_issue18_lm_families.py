@@ -118,6 +118,12 @@ LAST_FAMILIES = [
     ("pl_do_not_delete_until","Spór","Proszę nie usuwać moich danych, ale też ich nie używać do czasu zakończenia sprawy.",{"restriction"}),
     ("so_can_i_get_footage","Muuqaal","Ma heli karaa muuqaalka kamaradda ee aan ku jiro?",{"access"}),
     ("es_delete_clitic","Cuenta","Tengo una cuenta antigua con mis datos. Por favor, bórrenla.",{"erasure"}),
+    # access beside another request: "what is it you have on me", sv "know what you stored",
+    # "how his number ended up in the club"; "the address you have on me" stays no access
+    ("nb_what_is_it_you_have_on_me","Brev","Jeg fikk et rart brev fra dere. Hva er det dere faktisk har på meg?",{"access"}),
+    ("sv_know_what_stored_before_delete","Radera","Radera mitt konto. Innan dess vill jag veta vad ni har sparat.",{"access","erasure"}),
+    ("nb_how_number_ended_up","Klubb","Sønnen min får tilbud fra klubben deres. Jeg ber om at dere forklarer hvordan nummeret hans havnet i klubben.",{"access"}),
+    ("nb_object_noun_not_access","Adresse","Adressen dere har på meg er gammel, ny er Storgata 1. Oppdater den.",{"rectification"}),
 ]
 
 
