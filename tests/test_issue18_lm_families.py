@@ -124,6 +124,12 @@ LAST_FAMILIES = [
     ("sv_know_what_stored_before_delete","Radera","Radera mitt konto. Innan dess vill jag veta vad ni har sparat.",{"access","erasure"}),
     ("nb_how_number_ended_up","Klubb","Sønnen min får tilbud fra klubben deres. Jeg ber om at dere forklarer hvordan nummeret hans havnet i klubben.",{"access"}),
     ("nb_object_noun_not_access","Adresse","Adressen dere har på meg er gammel, ny er Storgata 1. Oppdater den.",{"rectification"}),
+    # requests at the end of a long mail: "send us what you have of", "nothing left about us",
+    # a staff note's "removed from the profile", es "elimínenla"
+    ("nb_send_what_you_have_of","Oppsigelse","Vi flytter og sier opp avtalen. Før dere avslutter: send oss det dere har av logger fra alarmen i fjor.",{"access"}),
+    ("nb_nothing_left_about_us","Avslutning","Når avtalen er over vil jeg at dere ikke har noe igjen om oss.",{"erasure"}),
+    ("nb_note_removed_from_profile","","Kunde vil ha den gamle bilen fjernet fra profilen, han solgte den i fjor.",{"erasure"}),
+    ("es_delete_it_clitic","Cuenta","Todavía tengo una cuenta en su tienda con mi dirección. Elimínenla, por favor.",{"erasure"}),
 ]
 
 
