@@ -130,6 +130,10 @@ LAST_FAMILIES = [
     ("nb_nothing_left_about_us","Avslutning","Når avtalen er over vil jeg at dere ikke har noe igjen om oss.",{"erasure"}),
     ("nb_note_removed_from_profile","","Kunde vil ha den gamle bilen fjernet fra profilen, han solgte den i fjor.",{"erasure"}),
     ("es_delete_it_clitic","Cuenta","Todavía tengo una cuenta en su tienda con mi dirección. Elimínenla, por favor.",{"erasure"}),
+    # portability: ro "in a file", the history sent on to the new firm; a business's own export stays none
+    ("ro_data_in_a_file","Date","Vă rog să îmi trimiteți datele mele personale într-un fișier.",{"portability"}),
+    ("nb_history_to_new_firm","Service","Vi har byttet leverandør. Send historikken for anlegget vårt til det nye firmaet, takk.",{"portability"}),
+    ("en_business_export_excel_stays_none","Export","Our property company is changing systems. Can we get an export of our maintenance plans in Excel?",set()),
 ]
 
 
