@@ -141,3 +141,22 @@ LAST_FAMILIES = [
 def test_last_families(name: str, subject: str, body: str, intents: set[str]) -> None:
     result = understand_text(body, subject=subject)
     assert set(result.intents) == intents, result.explain()
+
+
+# "Slutt med det" points back: an opt-out only when the message names marketing elsewhere.
+STOP_THAT = [
+    ("nb_stop_that_after_brochures", "Brosjyrer", "Dere sender meg kataloger i posten hver måned. Slutt med det.", {"opt_out"}),
+    ("nb_stop_that_after_sms_offers", "SMS", "Jeg får SMS med tilbud fra dere hver fredag. Kan dere slutte med det?", {"opt_out"}),
+]
+
+
+@pytest.mark.parametrize("name,subject,body,intents", STOP_THAT, ids=[f[0] for f in STOP_THAT])
+def test_stop_that_after_marketing(name: str, subject: str, body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject=subject)
+    assert set(result.intents) == intents, result.explain()
+
+
+def test_stop_that_after_tracking_is_no_opt_out() -> None:
+    # The objection itself is not found yet (the message goes to a person); opt-out must not be.
+    body = "Dere følger med på hvilke sider jeg besøker i nettbutikken. Det vil jeg ikke. Slutt med det."
+    assert "opt_out" not in understand_text(body, subject="Sporing").intents
