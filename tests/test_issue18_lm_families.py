@@ -160,3 +160,13 @@ def test_stop_that_after_tracking_is_no_opt_out() -> None:
     # The objection itself is not found yet (the message goes to a person); opt-out must not be.
     body = "Dere følger med på hvilke sider jeg besøker i nettbutikken. Det vil jeg ikke. Slutt med det."
     assert "opt_out" not in understand_text(body, subject="Sporing").intents
+
+
+# sv "do not want my data used for ...", nb "what is stored when one uses ..." (a question)
+@pytest.mark.parametrize("subject,body,intents", [
+    ("Analys", "Jag vill inte att mina uppgifter används för marknadsanalys.", {"objection"}),
+    ("Kalkulator", "Hva lagres når jeg bruker kalkulatoren på nettsiden deres?", {"question"}),
+])
+def test_used_for_and_what_is_stored(subject: str, body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject=subject)
+    assert set(result.intents) == intents, result.explain()
