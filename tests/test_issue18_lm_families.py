@@ -170,3 +170,13 @@ def test_stop_that_after_tracking_is_no_opt_out() -> None:
 def test_used_for_and_what_is_stored(subject: str, body: str, intents: set[str]) -> None:
     result = understand_text(body, subject=subject)
     assert set(result.intents) == intents, result.explain()
+
+
+# How to delete an account in an app oneself is no request; asking us to delete it is.
+@pytest.mark.parametrize("body,intents", [
+    ("How do I delete my account in the old doorbell app? We use your new system now.", set()),
+    ("Please delete my account in the app and everything about me.", {"erasure"}),
+])
+def test_how_to_delete_in_an_app(body: str, intents: set[str]) -> None:
+    result = understand_text(body, subject="App")
+    assert set(result.intents) == intents, result.explain()
