@@ -1,12 +1,12 @@
 """Leave-one-set-out measurement of the whole classifier (lexicons + learned model).
 
-For each held set (default E, F, G, H, I): train the learned model on every other labelled set (A-I,
+For each held set (default E-M, N, O): train the learned model on every other labelled set (A-O,
 languages_norway, the rendered letters) exactly as bench/train_learned.py does, then classify the
 held set through the production path (understand_text) with that model, and print core macro-F1,
 all-eight macro-F1, exact match, request recall, recall counting triage (`unclear`), non-requests
 read as requests, non-requests sent to triage, and hard negatives (gold []) read as erasure.
 
-    .venv/bin/python bench/leave_one_out.py                  # E, F, G, H, I
+    .venv/bin/python bench/leave_one_out.py                  # E-M, N, O
     .venv/bin/python bench/leave_one_out.py heldout_f        # one set
     .venv/bin/python bench/leave_one_out.py --errors         # + errors grouped by category
     .venv/bin/python bench/leave_one_out.py --adds-at 0.5 0.7  # + other LEARNED_ADDS_AT
@@ -42,7 +42,7 @@ from assistant.understand.pipeline import understand_text  # noqa: E402
 CORE = ("access", "erasure", "portability", "opt_out")
 ALL = CORE + ("rectification", "restriction", "objection", "question")
 DEFAULT_HELD = ("heldout_e", "heldout_f", "heldout_g", "heldout_h", "heldout_i", "heldout_j",
-                "heldout_k", "train_n", "train_o")
+                "heldout_k", "heldout_l", "heldout_m", "train_n", "train_o")
 
 
 # Not a DSR_ variable: the configuration refuses DSR_ names that are no setting.

@@ -109,6 +109,11 @@ _ACTION_OF = {intent: ACTION + intent for intent in INTENTS}
 OBJECT = "object:"  # cue.intent prefix of an object word ("object:any", "object:restriction")
 CLAUSE_REACH = 3  # a conjunction starts a new clause when an action begins this close after it
 FRAME_BOOST = 1.6
+# Objects of "stop" that only point back ("slutt med det"): an opt-out object only when the
+# message names marketing elsewhere ("brosjyrer ... Slutt med det"), not after analysis or
+# tracking ("Jeg vil ikke at dere analyserer meg. Slutt med det": objection). L and M, 2026-12-01.
+ANAPHORIC_OBJECTS = frozenset({"det"})
+_OPT_OUT_OBJECT = "object:opt_out"
 # A look-alike this strong says what the sentence is about ("brukerkoden", "bestillingen"), not
 # merely a context that often goes with look-alikes ("har sluttet"): see Classification.lookalikes.
 FIRM_LOOKALIKE = -2.0  # a cue in a sentence that asks us for something ("jeg ber om", "please")
@@ -683,8 +688,11 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
     topic_in: set[int] = set()
     veto = 0.0
     body_lookalike: dict[str, float] = {}  # per intent, its strongest look-alike in the body
+    named_marketing = False  # an opt-out object other than a bare "det" anywhere in the message
     for hit in hits:
         cue, index = hit[0], hit[1]
+        if cue.intent == _OPT_OUT_OBJECT and cue.phrase not in ANAPHORIC_OBJECTS:
+            named_marketing = True
         found = by_sentence.get(index)
         if found is None:
             by_sentence[index] = [hit]
@@ -717,6 +725,9 @@ def _score(hits: list[_Hit], starts: list[int], own_objects: frozenset[str] = fr
             grouped: dict[str, list[_Hit]] = {}
             for hit in clause_hits:
                 intent = hit[0].intent
+                if (intent == _OPT_OUT_OBJECT and not named_marketing
+                        and hit[0].phrase in ANAPHORIC_OBJECTS):
+                    continue  # "slutt med det" about analysis or tracking is no opt-out
                 group = grouped.get(intent)
                 if group is None:
                     grouped[intent] = [hit]
