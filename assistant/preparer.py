@@ -73,6 +73,9 @@ _CHILD: dict[str, Any] = {}
 
 
 def _start_child(settings: Settings, parent: int) -> None:
+    from .logs import setup_logging
+
+    setup_logging(settings)  # what it logs goes to stderr redacted, as the service's own lines
     _CHILD["settings"] = settings
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
