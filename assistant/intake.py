@@ -359,7 +359,7 @@ def process_batch(engine: Engine, settings: Settings, now: datetime | None = Non
                 item = waiting[reached]
                 reached += 1
                 prepared = item if isinstance(item, Prepared) else None
-                message = _claim(session, item.id if isinstance(item, Prepared) else item)
+                message = _claim(session, preparer.item_id(item))
                 if message is None:  # another worker has it
                     continue
             outcomes.append(_handle_alone(session, settings, message, now, prepared))
