@@ -1,9 +1,11 @@
-"""Understanding end to end: quotes cut, lexicons first, the learned model only adds."""
+"""Understanding end to end: quotes cut, lexicons first, the learned model and its arbiter weigh them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.understand import learned, pipeline
@@ -17,7 +19,7 @@ def toy_model(monkeypatch):
             for filler in ("alt", "meg", "kontoen", "data", "nå", "takk")]
     rows += [{"subject": "", "body": f"vanlig bestilling {filler}", "intents": []}
              for filler in ("alt", "meg", "kontoen", "data", "nå", "takk")]
-    model = learned.train(rows, epochs=400, rate=4.0)
+    model = learned.train(rows)
     monkeypatch.setattr(pipeline, "load_model", lambda: model)
     return model
 
@@ -45,7 +47,7 @@ def test_a_model_survives_saving_and_loading(tmp_path: Path):
             {"subject": "", "body": "zorblat igjen", "intents": ["erasure"]},
             {"subject": "", "body": "ordre levering", "intents": []},
             {"subject": "", "body": "ordre levering igjen", "intents": []}]
-    model = learned.train(rows, min_count=1, epochs=300)
+    model = learned.train(rows, min_count=1)
     path = tmp_path / "m.npz"
     model.save(path)
     loaded = learned.load_model(path)
@@ -108,6 +110,89 @@ def test_the_model_finds_by_lookup_exactly_the_features_it_was_trained_on(subjec
     building names. If one learns a new kind of feature, this fails until the other does."""
     rows = [{"subject": subject, "body": body, "intents": ["erasure"]},
             {"subject": "", "body": "vanlig bestilling", "intents": []}]
-    model = learned.train(rows, min_count=1, epochs=1)
+    model = learned.train(rows, min_count=1)
     expected = sorted(model.vocabulary[f] for f in learned.features(subject, body))
     assert model._rows(subject, body) == expected
+
+
+# --------------------------------------------------------------------------- the arbiter
+
+def _arbiter_trusting(model_weight: float, lexicon_weight: float) -> np.ndarray:
+    """Arbiter weights over learned.ARBITER_INPUTS: a constant of -lexicon_weight/2, so the
+    lexicons' choice alone lands on one side of one half and the model's log-odds on the other."""
+    row = [0.0] * len(learned.ARBITER_INPUTS)
+    row[learned.ARBITER_INPUTS.index("constant")] = -lexicon_weight / 2
+    row[learned.ARBITER_INPUTS.index("lexicon_chose")] = lexicon_weight
+    row[learned.ARBITER_INPUTS.index("learned_log_odds")] = model_weight
+    return np.array([row] * len(learned.INTENTS))
+
+
+@pytest.fixture
+def doubting_model(monkeypatch):
+    """A toy model that learned "slett kontoen" in shop orders is not a request, with an
+    arbiter that listens to it over the lexicons."""
+    rows = [{"subject": "", "body": f"zorblat {w}", "intents": ["erasure"]}
+            for w in ("alt", "meg", "data", "nå", "takk", "kontoen")]
+    rows += [{"subject": "", "body": f"slett kontoen min og alle personopplysningene {w}",
+              "intents": []} for w in ("alt", "meg", "data", "nå", "takk", "igjen") * 3]
+    model = replace(learned.train(rows), arbiter=_arbiter_trusting(1.0, 0.1), arbiter_at=0.5)
+    monkeypatch.setattr(pipeline, "load_model", lambda: model)
+    return model
+
+
+def test_the_arbiter_sets_aside_what_the_lexicons_read_and_a_person_sees_it(doubting_model):
+    result = understand_text("Slett kontoen min og alle personopplysningene, takk.")
+    assert result.intents == ()
+    assert result.unclear and result.possible_request
+    assert "erasure" in result.triage
+    erasure = next(s for s in result.scores if s.intent == "erasure")
+    assert any(e.startswith("set aside:") for e in erasure.evidence)
+
+
+def test_the_arbiter_adds_what_only_the_model_knows(doubting_model):
+    result = understand_text("zorblat alt sammen")
+    assert result.intents == ("erasure",)
+    erasure = next(s for s in result.scores if s.intent == "erasure")
+    assert any(e.startswith("learned: ") and "zorblat" in e for e in erasure.evidence)
+
+
+def test_an_arbiter_that_trusts_the_lexicons_keeps_their_reading(doubting_model, monkeypatch):
+    trusting = replace(doubting_model, arbiter=_arbiter_trusting(0.0, 4.0))
+    monkeypatch.setattr(pipeline, "load_model", lambda: trusting)
+    assert understand_text("Slett kontoen min og alle personopplysningene, takk.").intents == (
+        "erasure",)
+
+
+def test_with_an_arbiter_a_not_request_phrase_still_settles_it(doubting_model):
+    """An auto-reply is not a request, whatever the model guesses about its words."""
+    result = understand_text("Automatisk svar: jeg er på ferie til 12. august. zorblat zorblat")
+    assert result.not_request and result.intents == ()
+
+
+def test_the_arbiter_survives_saving_and_loading(tmp_path: Path, doubting_model):
+    path = tmp_path / "m.npz"
+    doubting_model.save(path)
+    loaded = learned.load_model(path)
+    assert loaded.arbiter is not None and loaded.arbiter_at == pytest.approx(0.5)
+    assert np.allclose(loaded.arbiter, doubting_model.arbiter, atol=1e-6)
+
+
+def test_an_arbiter_of_another_version_is_refused_with_the_way_out(tmp_path: Path, doubting_model):
+    path = tmp_path / "m.npz"
+    doubting_model.save(path)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["arbiter_inputs"] = np.array(["constant", "something_else"])
+    arrays["arbiter"] = arrays["arbiter"][:, :2]
+    np.savez(path, **arrays)
+    learned._load_model.cache_clear()
+    with pytest.raises(ValueError, match="retrain"):
+        learned.load_model(path)
+
+
+def test_the_shipped_model_has_an_arbiter_that_was_measured():
+    """bench/train_learned.py writes the arbiter and its threshold beside the model: the
+    figures in tests/data/README.md are of the classifier with it."""
+    model = learned.load_model()
+    assert model is not None and model.arbiter is not None
+    assert 0.2 <= model.arbiter_at <= 0.8

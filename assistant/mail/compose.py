@@ -33,6 +33,7 @@ _HEADER_SCAN_BYTES = 65_536
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 _QP_LINE = 76
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _ANY_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
@@ -116,8 +117,9 @@ def build(*, from_addr: str, from_name: str, to: str, subject: str, body: str, r
 
 def _one_line(value: str) -> str:
     """A header value never carries a line break of its own (a decoded subject can: a header
-    injection otherwise)."""
-    return " ".join(value.splitlines()) if ("\n" in value or "\r" in value) else value
+    injection otherwise), nor any other character str.splitlines breaks at (a form feed in a
+    display name made the From header read differently once written)."""
+    return " ".join(value.splitlines()) if _LINE_BREAKS.search(value) else value
 
 
 def _wire(fields: list[tuple[str, str]], body: str) -> bytes:

@@ -96,6 +96,7 @@ SCRIPTS = (
 # not yet checked by a native speaker, and Amharic shares the script, so such mail always goes
 # to a person when no intent is found.
 SCRIPT_LANGUAGES = {"Cyrillic": ("ru", "uk"), "Arabic": ("ar",)}
+_SCRIPT_LANGUAGE_SET = frozenset(code for codes in SCRIPT_LANGUAGES.values() for code in codes)
 UNREAD_SCRIPTS = re.compile("[" + "".join(r for _, r in SCRIPTS) + "]")
 _SCRIPT_OF = [(name, re.compile("[" + r + "]")) for name, r in SCRIPTS]
 # Below this language confidence a Cyrillic text may be Bulgarian, Serbian or Belarusian, not
@@ -178,6 +179,9 @@ class Classification:
     # ("brukerkoden" for erasure; "any" for an [any] phrase such as "ved et uhell"): the learned
     # model may not add them over it (pipeline.GUARDED).
     lookalikes: frozenset[str] = frozenset()
+    # Chosen intents a phrase of the operator's own lexicon file spoke for: the operator's word,
+    # which the arbiter (pipeline.arbitrate) does not set aside.
+    operator_intents: frozenset[str] = frozenset()
 
     @property
     def possible_request(self) -> bool:
@@ -220,6 +224,7 @@ class Cue:
     before: tuple[int | None, ...] = ()  # elements before the anchor, nearest first
     after: tuple[int | None, ...] = ()  # elements after the anchor
     key: int = 0  # unique number of the cue, to remember cheaply that it was counted
+    own: bool = False  # from the operator's intents folder: what it finds is never set aside
     # Derived once here, because matching and scoring ask them for every hit of every message:
     is_action: bool = field(init=False, repr=False, compare=False)  # an [action.*] word
     role: int = field(init=False, repr=False, compare=False)  # ROLE_* bits, for sentence flags
@@ -432,7 +437,8 @@ def _merge_duplicates(cues: list[Cue]) -> list[Cue]:
     best: dict[tuple[str, tuple[int | None, ...], bool], Cue] = {}
     for cue in cues:
         key = (cue.intent, cue.elements, cue.weight < 0)
-        if key not in best or abs(cue.weight) > abs(best[key].weight):
+        if key not in best or abs(cue.weight) > abs(best[key].weight) or (
+                abs(cue.weight) == abs(best[key].weight) and cue.own and not best[key].own):
             best[key] = cue
     return list(best.values())
 
@@ -448,6 +454,9 @@ def load_lexicon(directory: Path | None = None) -> Lexicon:
 @lru_cache(maxsize=8)
 def _load_lexicon(directories: tuple[Path, ...]) -> Lexicon:
     files = lexicon_files(directories)
+    # The operator's files: every layer above the shipped one (resources.layers).
+    base = Path(directories[-1]).resolve()
+    own_stems = {f.stem for f in files if len(directories) > 1 and f.parent.resolve() != base}
     exact: dict[str, int] = {}
     prefixes: dict[str, int] = {}
     origin: dict[str, set[str]] = {}  # folded word or "stem*" -> lexicon files using it
@@ -470,7 +479,8 @@ def _load_lexicon(directories: tuple[Path, ...]) -> Lexicon:
             elements.pop()
         if elements:
             required = frozenset(e for e in elements if e is not None)
-            cues.append(Cue(section, phrase, tuple(elements), weight, weak, source, required))
+            cues.append(Cue(section, phrase, tuple(elements), weight, weak, source, required,
+                            own=source in own_stems))
     cues = _merge_duplicates(cues)
     function_words = _known_words(files)
     words = {pid: word for word, pid in exact.items()} | {pid: stem for stem, pid in prefixes.items()}
@@ -837,8 +847,11 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
     subject = _new_subject(subject)
     text = f"{subject}\n\n{body}" if subject else body
     tokens = _SCAN.findall(text)
-    language, language_confidence = decide_language(
-        scores_from_tokens(tokens, text), default=default_language)
+    language_scores = scores_from_tokens(tokens, text)
+    language, language_confidence = decide_language(language_scores, default=default_language)
+    if language not in _SCRIPT_LANGUAGE_SET and UNREAD_SCRIPTS.search(text, 0, 4000):
+        language, language_confidence = _by_script(text, language_scores, language,
+                                                   language_confidence)
     lexicon = lexicon or load_lexicon()
     ids, anchors = _scan(tokens, lexicon, language)
     hits, starts = _find_hits(lexicon, ids, anchors)
@@ -866,12 +879,33 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
         hits, raw, text, language, language_confidence, lexicon.languages)
     lookalikes = frozenset(hit[0].intent for hit in hits
                            if hit[0].weight <= FIRM_LOOKALIKE and hit[0].intent in _LOOKALIKE_SECTIONS)
+    operator_intents = frozenset(
+        intent for intent in (hit[0].intent.removeprefix(ACTION) for hit in hits
+                              if hit[0].own and hit[0].weight > 0) if intent in chosen)
     classification = Classification(chosen, language, language_confidence, tuple(results),
-                                    unclear or bool(triage), triage, not_request, lookalikes)
+                                    unclear or bool(triage), triage, not_request, lookalikes,
+                                    operator_intents)
     words = fold_words(tokens)
     if words is None:
         return classification, folded_tokens(body)
     return classification, words[len(TOKEN_RE.findall(subject)):] if subject else words
+
+
+def _by_script(text: str, scores: dict[str, float], language: str, confidence: float
+               ) -> tuple[str, float]:
+    """A short message mostly written in Cyrillic or Arabic letters is not the default language
+    because its few words gave the profiles too little to go on ("Кому ви передавали мою
+    адресу?" came out as nb, so its reply would have been in Norwegian): the best-scoring
+    language of that script, if any profile saw it, kept below SURE_OF_SCRIPT_LANGUAGE."""
+    sample = text[:4000]
+    letters = sum(ch.isalpha() for ch in sample)
+    for script, pattern in _SCRIPT_OF:
+        candidates = SCRIPT_LANGUAGES.get(script)
+        if candidates and 2 * len(pattern.findall(sample)) > letters:
+            best = max(candidates, key=lambda code: scores.get(code, 0.0))
+            if scores.get(best, 0.0) > 0:
+                return best, round(min(max(confidence, 0.3), SURE_OF_SCRIPT_LANGUAGE - 0.05), 3)
+    return language, confidence
 
 
 def _triage_reason(hits: list[_Hit], raw: dict[str, float], text: str, language: str,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,14 @@ MODEL_FILE = "learned.npz"
 DEFAULT_MODEL = resources.shipped("intents") / MODEL_FILE  # where bench/train_learned.py writes
 # The request is nearly always in the first lines; the rest of a long mail is context or noise.
 MAX_TOKENS = 300
+# Weak regularisation, chosen leave-one-set-out on P and Q (bench/README.md): the old gradient
+# descent (about C=20) under-fitted, scoring most unseen requests below one half.
+TRAINING_C = 1000.0
+# What the arbiter weighs for each intent (pipeline.arbiter_inputs computes them in this order):
+# a constant, the lexicons' confidence and whether they chose it, whether a firm look-alike of it
+# or of every intent ([any]) was found, the model's log-odds, and a [not_request] phrase.
+ARBITER_INPUTS = ("constant", "lexicon_confidence", "lexicon_chose", "lookalike", "lookalike_any",
+                  "learned_log_odds", "not_request")
 STEM = 5  # a word's first letters stand for its inflections: slette, slettes, slettet -> slett
 
 
@@ -73,6 +82,11 @@ class LearnedModel:
     weights: np.ndarray  # (features, intents)
     bias: np.ndarray  # (intents,)
     intents: tuple[str, ...] = INTENTS
+    # The arbiter (bench/train_learned.py): per intent, weights over ARBITER_INPUTS that weigh
+    # the lexicons' reading against the model's, learned on labelled sets the lexicons were
+    # never tuned on. None: the model only adds what the lexicons missed (pipeline).
+    arbiter: np.ndarray | None = None  # (intents, len(ARBITER_INPUTS))
+    arbiter_at: float = 0.5  # an intent is chosen at this arbiter probability
     # The vocabulary split by kind, keyed by the bare word, stem or word pair: every message is
     # scored, and looking words up directly saves building a "w:"/"p:"/"b:" string per feature.
     _by_kind: tuple[dict, dict, dict] = field(init=False, repr=False, compare=False)
@@ -126,57 +140,65 @@ class LearnedModel:
         best = sorted((item for item in scored if item[0] > 0), reverse=True)[:k]
         return tuple(f.split(":", 1)[1].replace("_", " ") for _, f in best)
 
+    def arbitrate(self, intent: str, inputs: Sequence[float]) -> float:
+        """The arbiter's probability that the message asks for `intent`, given ARBITER_INPUTS."""
+        assert self.arbiter is not None
+        row = self.arbiter[self.intents.index(intent)]
+        return _sigmoid(float(sum(w * x for w, x in zip(row.tolist(), inputs))))
+
     def save(self, path: Path) -> None:
         names = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        extra = {} if self.arbiter is None else {
+            "arbiter": self.arbiter.astype(np.float32),
+            "arbiter_at": np.array(self.arbiter_at, dtype=np.float32),
+            "arbiter_inputs": np.array(ARBITER_INPUTS)}
         np.savez_compressed(path, vocabulary=np.array(names), weights=self.weights.astype(np.float16),
-                            bias=self.bias.astype(np.float32), intents=np.array(self.intents))
+                            bias=self.bias.astype(np.float32), intents=np.array(self.intents),
+                            **extra)
 
 
-def train(rows: Sequence[dict], *, min_count: int = 2, epochs: int = 2500, rate: float = 8.0,
-          l2: float = 1e-5) -> LearnedModel:
-    """Logistic regression per intent by full-batch gradient descent (a thousand rows: seconds).
+def _design(rows: Sequence[dict], min_count: int) -> tuple[dict[str, int], Any]:
+    """The vocabulary (features seen in at least min_count rows) and the sparse design matrix,
+    each row's features valued 1/sqrt(count), as LearnedModel.probabilities scales them."""
+    from scipy import sparse
 
-    Each row is {"subject", "body", "intents"}; body is the new text (quotes already cut)."""
     found = [features(r.get("subject", ""), r.get("body", "")) for r in rows]
     counts = Counter(f for fs in found for f in fs)
     names = sorted(f for f, c in counts.items() if c >= min_count)
     vocabulary = {f: i for i, f in enumerate(names)}
-    # The design matrix is sparse (a few hundred features of tens of thousands per row): keep
-    # it as (row, column, value) triples, so an epoch costs the number of non-zeros, not
-    # rows x features. x @ w is a per-row sum of weight rows; x.T @ error a per-column sum.
-    columns: list[int] = []
     owners: list[int] = []
+    columns: list[int] = []
     values: list[float] = []
     for i, fs in enumerate(found):
         idx = sorted(vocabulary[f] for f in fs if f in vocabulary)
-        if idx:
-            columns += idx
-            owners += [i] * len(idx)
-            values += [1.0 / math.sqrt(len(idx))] * len(idx)
-    col = np.array(columns, dtype=np.int64)
-    own = np.array(owners, dtype=np.int64)
-    val = np.array(values, dtype=np.float32)[:, None]
-    y = np.array([[1.0 if label in r["intents"] else 0.0 for label in INTENTS] for r in rows],
-                 dtype=np.float32)
-    n, k = len(rows), len(INTENTS)
-    w = np.zeros((len(names), k), dtype=np.float32)
-    b = np.zeros(k, dtype=np.float32)
-    # Contiguous runs: the triples are in row order; `by_col` puts them in column order.
-    has_rows, row_starts = np.unique(own, return_index=True)
-    by_col = np.argsort(col, kind="stable")
-    has_cols, col_starts = np.unique(col[by_col], return_index=True)
-    own_by_col, val_by_col = own[by_col], val[by_col]
-    logits = np.zeros((n, k), dtype=np.float32)
-    grad = np.zeros((len(names), k), dtype=np.float32)
-    for _ in range(epochs):
-        if len(col):
-            logits[has_rows] = np.add.reduceat(w[col] * val, row_starts, axis=0)
-        p = 1.0 / (1.0 + np.exp(-(logits + b)))
-        error = p - y
-        if len(col):
-            grad[has_cols] = np.add.reduceat(error[own_by_col] * val_by_col, col_starts, axis=0)
-        w -= rate * (grad / n + l2 * w)
-        b -= rate * error.mean(axis=0)
+        owners += [i] * len(idx)
+        columns += idx
+        values += [1.0 / math.sqrt(len(idx))] * len(idx) if idx else []
+    matrix = sparse.csr_matrix((values, (owners, columns)), shape=(len(rows), len(names)),
+                               dtype=np.float64)
+    return vocabulary, matrix
+
+
+def train(rows: Sequence[dict], *, min_count: int = 2, c: float = TRAINING_C) -> LearnedModel:
+    """Logistic regression per intent (scikit-learn's liblinear; a few thousand rows: seconds).
+
+    Each row is {"subject", "body", "intents"}; body is the new text (quotes already cut).
+    scikit-learn is needed only to train (the `train` extra); scoring needs numpy alone.
+    An intent that no row has, or every row has, gets its base rate as bias and no weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    vocabulary, matrix = _design(rows, min_count)
+    w = np.zeros((len(vocabulary), len(INTENTS)), dtype=np.float32)
+    b = np.zeros(len(INTENTS), dtype=np.float32)
+    for k, intent in enumerate(INTENTS):
+        y = np.array([intent in r["intents"] for r in rows], dtype=bool)
+        positives = int(y.sum())
+        if positives in (0, len(rows)) or not vocabulary:
+            b[k] = math.log((positives + 0.5) / (len(rows) - positives + 0.5))
+            continue
+        fitted = LogisticRegression(C=c, solver="liblinear", max_iter=1000).fit(matrix, y)
+        w[:, k] = fitted.coef_[0]
+        b[k] = fitted.intercept_[0]
     return LearnedModel(vocabulary, w, b)
 
 
@@ -202,18 +224,24 @@ def _load_model(path: Path) -> LearnedModel:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("vocabulary", "weights", "bias", "intents")}
+            if "arbiter" in data:
+                arrays.update({key: data[key] for key in ("arbiter", "arbiter_at", "arbiter_inputs")})
     except KeyError as exc:
         raise ValueError(f"{path}: learned model has no array {exc.args[0]!r} "
-                         "(expected vocabulary, weights, bias, intents)") from None
+                         "(expected vocabulary, weights, bias, intents; an arbiter needs "
+                         "arbiter, arbiter_at and arbiter_inputs)") from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read learned model: {exc}") from None
     _check_shape(path, arrays)
     names = [str(n) for n in arrays["vocabulary"]]
+    arbiter = arrays.get("arbiter")
     return LearnedModel(
         vocabulary={n: i for i, n in enumerate(names)},
         weights=arrays["weights"].astype(np.float32),
         bias=arrays["bias"].astype(np.float32),
         intents=tuple(str(i) for i in arrays["intents"]),
+        arbiter=None if arbiter is None else arbiter.astype(np.float64),
+        arbiter_at=float(arrays["arbiter_at"]) if arbiter is not None else 0.5,
     )
 
 
@@ -226,6 +254,13 @@ def _check_shape(path: Path, arrays: dict[str, np.ndarray]) -> None:
                          f"{', '.join(INTENTS)}")
     expected = {"vocabulary": (features,), "weights": (features, len(intents)),
                 "bias": (len(intents),)}
+    if "arbiter" in arrays:
+        inputs = [str(i) for i in arrays["arbiter_inputs"]]
+        if inputs != list(ARBITER_INPUTS):
+            raise ValueError(f"{path}: learned model arbiter weighs {inputs}, this version weighs "
+                             f"{list(ARBITER_INPUTS)}: retrain it (bench/train_learned.py)")
+        expected["arbiter"] = (len(intents), len(ARBITER_INPUTS))
+        expected["arbiter_at"] = ()
     for key, shape in expected.items():
         if arrays[key].shape != shape:
             raise ValueError(f"{path}: learned model {key} has shape {arrays[key].shape}, "
