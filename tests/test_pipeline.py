@@ -196,3 +196,23 @@ def test_the_shipped_model_has_an_arbiter_that_was_measured():
     model = learned.load_model()
     assert model is not None and model.arbiter is not None
     assert 0.2 <= model.arbiter_at <= 0.8
+
+
+@pytest.mark.parametrize("body", [
+    "Slett kontoen min og alle personopplysningene, takk.",
+    "Hei, kan dere sende meg en kopi av opptakene fra kameraet? Og slett dem etterpå.",
+    "Automatisk svar: jeg er på ferie.",
+    "Takk for svaret!",
+])
+def test_the_arbiter_in_line_weighs_exactly_what_training_saw(body):
+    """pipeline sums the arbiter's weights in line for speed; training (bench/train_learned.py)
+    builds arbiter_inputs. The two must give the same probabilities."""
+    from assistant.understand.intents import read
+
+    model = learned.load_model()
+    result, words = read(body)
+    probabilities = model.probabilities("", body, words)
+    in_line = pipeline._arbiter_probabilities(result, model.log_odds("", body, words), model)
+    for intent, p in probabilities.items():
+        expected = model.arbitrate(intent, pipeline.arbiter_inputs(result, intent, p))
+        assert in_line[intent] == pytest.approx(expected, abs=1e-9)

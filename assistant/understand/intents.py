@@ -253,6 +253,7 @@ class Lexicon:
     min_prefix: int
     own_objects: frozenset[str] = frozenset()  # intents with their own [object.<intent>]
     languages: frozenset[str] = frozenset()  # the language codes that have a lexicon file
+    has_own: bool = False  # some cue comes from the operator's own intents folder
     # Per anchor, (cue, after, before) for each of its cues in by_anchor order: a tuple is
     # unpacked faster than three attributes are read, and _find_hits reads them per anchor.
     plans: dict[int, tuple[tuple[Cue, tuple[int | None, ...], tuple[int | None, ...], frozenset[int]], ...]] = field(
@@ -505,6 +506,7 @@ def _load_lexicon(directories: tuple[Path, ...]) -> Lexicon:
         min_prefix=min((len(p) for p in prefixes), default=1),
         own_objects=frozenset(c.intent[len(OBJECT):] for c in cues if c.intent.startswith(OBJECT)) - {"any"},
         languages=frozenset(c.source for c in cues),
+        has_own=any(c.own for c in cues),
         plans={pid: tuple((c, c.after, c.before, c.required) for c in found)
                for pid, found in by_anchor.items()},
     )
@@ -881,7 +883,8 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
                            if hit[0].weight <= FIRM_LOOKALIKE and hit[0].intent in _LOOKALIKE_SECTIONS)
     operator_intents = frozenset(
         intent for intent in (hit[0].intent.removeprefix(ACTION) for hit in hits
-                              if hit[0].own and hit[0].weight > 0) if intent in chosen)
+                              if hit[0].own and hit[0].weight > 0) if intent in chosen
+    ) if lexicon.has_own and chosen else frozenset()
     classification = Classification(chosen, language, language_confidence, tuple(results),
                                     unclear or bool(triage), triage, not_request, lookalikes,
                                     operator_intents)

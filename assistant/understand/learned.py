@@ -91,6 +91,8 @@ class LearnedModel:
     # scored, and looking words up directly saves building a "w:"/"p:"/"b:" string per feature.
     _by_kind: tuple[dict, dict, dict] = field(init=False, repr=False, compare=False)
     _bias: list[float] = field(init=False, repr=False, compare=False)
+    # The arbiter's weights as plain floats, one row per intent (pipeline sums them per message).
+    arbiter_rows: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         words: dict[str, int] = {}
@@ -105,6 +107,8 @@ class LearnedModel:
             elif kind == "b":
                 pairs[tuple(value.split("_", 1))] = row
         object.__setattr__(self, "_by_kind", (words, stems, pairs))
+        object.__setattr__(self, "arbiter_rows", () if self.arbiter is None else tuple(
+            tuple(float(w) for w in row) for row in self.arbiter))
         object.__setattr__(self, "_bias", [float(b) for b in self.bias])
 
     def _rows(self, subject: str, text: str, words: list[str] | None = None) -> list[int]:
@@ -124,13 +128,17 @@ class LearnedModel:
         """Per intent, the model's probability that the message asks for it. `words`, if given,
         are the folded words of text (intents.read gives them). Eight numbers: plain floats
         after one numpy sum are cheaper than numpy's per-call overhead."""
-        rows = self._rows(subject, text, words)
-        logits = self._bias
-        if rows:
-            summed = self.weights.take(rows, axis=0).sum(axis=0).tolist()
-            scale = 1.0 / math.sqrt(len(rows))
-            logits = [b + s * scale for b, s in zip(logits, summed)]
+        logits = self.log_odds(subject, text, words)
         return {intent: _sigmoid(x) for intent, x in zip(self.intents, logits)}
+
+    def log_odds(self, subject: str, text: str, words: list[str] | None = None) -> list[float]:
+        """Per intent (in self.intents' order), the model's log-odds: what the arbiter weighs."""
+        rows = self._rows(subject, text, words)
+        if not rows:
+            return self._bias
+        summed = self.weights.take(rows, axis=0).sum(axis=0).tolist()
+        scale = 1.0 / math.sqrt(len(rows))
+        return [b + s * scale for b, s in zip(self._bias, summed)]
 
     def evidence(self, subject: str, text: str, intent: str, k: int = 4) -> tuple[str, ...]:
         """The words that pushed hardest towards the intent, for --explain and for staff."""
@@ -211,9 +219,9 @@ def load_model(path: Path | None = None) -> LearnedModel | None:
     """The model in use (see model_path), or None when there is none (the lexicons then work
     alone). A file of the wrong shape raises ValueError naming it: a half-trained or truncated
     file must stop `dsr check`, not add random intents."""
-    path = path or model_path()
-    if path is None:
-        return None
+    if path is None:  # resources.find saw the file when it looked (and remembers): no stat
+        found = model_path()
+        return None if found is None else _load_model(found)
     if not isinstance(path, Path):  # every message asks: wrap a str once, not a Path twice
         path = Path(path)
     return _load_model(path) if path.exists() else None
