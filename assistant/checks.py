@@ -369,7 +369,9 @@ def check_model() -> str:
     if path is None:
         return "none (the lexicons work alone)"
     model = _load(learned.load_model, path)
-    return f"{path} ({len(model.vocabulary)} features x {len(model.intents)} intents)"
+    arbiter = ("no arbiter: the model only adds" if model.arbiter is None
+               else f"arbiter at {model.arbiter_at:.2f}")
+    return f"{path} ({len(model.vocabulary)} features x {len(model.intents)} intents, {arbiter})"
 
 
 # --------------------------------------------------------------------------- helpers
