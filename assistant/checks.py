@@ -369,8 +369,8 @@ def check_model() -> str:
     if path is None:
         return "none (the lexicons work alone)"
     model = _load(learned.load_model, path)
-    arbiter = ("no arbiter: the model only adds" if model.arbiter is None
-               else f"arbiter at {model.arbiter_at:.2f}")
+    arbiter = ("no arbiter: the model only adds" if model.arbiter is None else "arbiter at " + ", ".join(
+        f"{intent} {at:.2f}" for intent, at in model.chosen_at.items()))
     return f"{path} ({len(model.vocabulary)} features x {len(model.intents)} intents, {arbiter})"
 
 

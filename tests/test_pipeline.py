@@ -195,7 +195,26 @@ def test_the_shipped_model_has_an_arbiter_that_was_measured():
     figures in tests/data/README.md are of the classifier with it."""
     model = learned.load_model()
     assert model is not None and model.arbiter is not None
-    assert 0.2 <= model.arbiter_at <= 0.8
+    assert all(0.2 <= model.chosen_at[intent] <= 0.8 for intent in model.intents)
+
+
+def test_thresholds_per_intent_survive_saving_and_loading(tmp_path: Path, doubting_model):
+    """bench/train_learned.py picks each intent's own threshold (erasure's weighs precision)."""
+    per_intent = tuple(0.3 + 0.05 * k for k in range(len(learned.INTENTS)))
+    path = tmp_path / "m.npz"
+    replace(doubting_model, arbiter_at=per_intent).save(path)
+    loaded = learned.load_model(path)
+    assert loaded.chosen_at == pytest.approx(dict(zip(learned.INTENTS, per_intent)))
+
+
+def test_erasure_needs_its_own_higher_threshold(doubting_model, monkeypatch):
+    """Each intent is held to its own threshold: with erasure's out of reach, the model's sure
+    reading of "zorblat" as erasure is not chosen, and the message goes to a person."""
+    at = tuple(1.01 if intent == "erasure" else 0.5 for intent in learned.INTENTS)
+    strict = replace(doubting_model, arbiter_at=at)
+    monkeypatch.setattr(pipeline, "load_model", lambda: strict)
+    result = understand_text("zorblat alt sammen")
+    assert "erasure" not in result.intents and result.unclear
 
 
 @pytest.mark.parametrize("body", [

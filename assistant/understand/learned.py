@@ -86,13 +86,16 @@ class LearnedModel:
     # the lexicons' reading against the model's, learned on labelled sets the lexicons were
     # never tuned on. None: the model only adds what the lexicons missed (pipeline).
     arbiter: np.ndarray | None = None  # (intents, len(ARBITER_INPUTS))
-    arbiter_at: float = 0.5  # an intent is chosen at this arbiter probability
+    # An intent is chosen at this arbiter probability: one for all, or one per intent (in
+    # self.intents' order; bench/train_learned.py picks each intent's own).
+    arbiter_at: float | tuple[float, ...] = 0.5
     # The vocabulary split by kind, keyed by the bare word, stem or word pair: every message is
     # scored, and looking words up directly saves building a "w:"/"p:"/"b:" string per feature.
     _by_kind: tuple[dict, dict, dict] = field(init=False, repr=False, compare=False)
     _bias: list[float] = field(init=False, repr=False, compare=False)
     # The arbiter's weights as plain floats, one row per intent (pipeline sums them per message).
     arbiter_rows: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
+    chosen_at: dict[str, float] = field(init=False, repr=False, compare=False)  # per intent
 
     def __post_init__(self) -> None:
         words: dict[str, int] = {}
@@ -109,6 +112,9 @@ class LearnedModel:
         object.__setattr__(self, "_by_kind", (words, stems, pairs))
         object.__setattr__(self, "arbiter_rows", () if self.arbiter is None else tuple(
             tuple(float(w) for w in row) for row in self.arbiter))
+        at = self.arbiter_at
+        object.__setattr__(self, "chosen_at", dict(zip(self.intents, (
+            (float(at),) * len(self.intents) if isinstance(at, (int, float)) else map(float, at)))))
         object.__setattr__(self, "_bias", [float(b) for b in self.bias])
 
     def _rows(self, subject: str, text: str, words: list[str] | None = None) -> list[int]:
@@ -249,8 +255,13 @@ def _load_model(path: Path) -> LearnedModel:
         bias=arrays["bias"].astype(np.float32),
         intents=tuple(str(i) for i in arrays["intents"]),
         arbiter=None if arbiter is None else arbiter.astype(np.float64),
-        arbiter_at=float(arrays["arbiter_at"]) if arbiter is not None else 0.5,
+        arbiter_at=_threshold(arrays["arbiter_at"]) if arbiter is not None else 0.5,
     )
+
+
+def _threshold(value: np.ndarray) -> float | tuple[float, ...]:
+    """One threshold for every intent (shape ()), or one per intent."""
+    return float(value) if value.shape == () else tuple(float(v) for v in value)
 
 
 def _check_shape(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -268,7 +279,8 @@ def _check_shape(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise ValueError(f"{path}: learned model arbiter weighs {inputs}, this version weighs "
                              f"{list(ARBITER_INPUTS)}: retrain it (bench/train_learned.py)")
         expected["arbiter"] = (len(intents), len(ARBITER_INPUTS))
-        expected["arbiter_at"] = ()
+        if arrays["arbiter_at"].shape != ():
+            expected["arbiter_at"] = (len(intents),)
     for key, shape in expected.items():
         if arrays[key].shape != shape:
             raise ValueError(f"{path}: learned model {key} has shape {arrays[key].shape}, "

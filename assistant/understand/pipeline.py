@@ -171,9 +171,10 @@ def arbitrate(result: Classification, log_odds: list[float], model: LearnedModel
     sets_aside = (result.language in SETS_ASIDE_IN
                   and result.language_confidence >= SURE_TO_SET_ASIDE)
     final = result.operator_intents | (frozenset() if sets_aside else frozenset(result.intents))
-    adds_at = model.arbiter_at if sets_aside else ADDS_ELSEWHERE_AT
+    at = model.chosen_at
     chosen = sorted((i for i, q in decided.items()
-                     if (q >= (model.arbiter_at if i in result.intents else adds_at)
+                     if (q >= (at[i] if i in result.intents or sets_aside
+                               else max(at[i], ADDS_ELSEWHERE_AT))
                          and (i in result.intents or not guarded(result, i)))
                      or i in final),
                     key=lambda i: decided[i], reverse=True)
