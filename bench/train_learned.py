@@ -62,6 +62,11 @@ CORE = INTENTS[:4]
 
 def load_sets(names: tuple[str, ...] = TRAINING) -> dict[str, list[dict]]:
     """The training rows by set name; "letters" are the rendered real request letters."""
+    from classify import BLIND_SETS
+
+    if blind := sorted(set(names) & set(BLIND_SETS)):
+        raise SystemExit(f"{', '.join(blind)}: blind sets are measured, never trained on "
+                         "(bench/classify.py BLIND_SETS)")
     sets: dict[str, list[dict]] = {}
     for name in names:
         with (DATA / f"{name}.jsonl").open(encoding="utf-8") as fh:

@@ -220,3 +220,22 @@ def test_every_held_out_set_follows_the_format(path):
         assert row["to"] in ADDRESSES, f"line {n}"
         assert isinstance(row["subject"], str) and row["body"].strip(), f"line {n}"
     assert len(ids) >= 200
+
+
+def test_no_blind_set_is_trained_on_or_tuned_against():
+    """R and S (tests/data/README.md) are measured once per round with aggregates only: the
+    model, the arbiter and the per-set error lists of bench/ must never see them."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import classify
+        import leave_one_out
+        import train_learned
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    blind = set(classify.BLIND_SETS)
+    assert blind and all((DATA.parent / f"{name}.jsonl").exists() for name in blind)
+    assert not blind & set(train_learned.TRAINING)
+    assert not blind & set(train_learned.ARBITER_SETS)
+    assert not blind & set(leave_one_out.DEFAULT_HELD)
+    with pytest.raises(SystemExit, match="never trained on"):
+        train_learned.load_sets(("heldout_b", *sorted(blind)))
