@@ -858,6 +858,63 @@ def cases_new(org_id: str, requester: str, requester_name: str | None, received_
         click.echo(f"{summary['ref']} opened ({summary['state']}), due {summary['due'] or 'at verification'}")
 
 
+@cli.group()
+def messages() -> None:
+    """Mail that opened no case: what the classifier was sure asked for nothing, and what was
+    ignored or failed. A person who judges one a request opens its case here."""
+
+
+@messages.command("list")
+@click.option("--all", "every", is_flag=True,
+              help="Every ignored or failed message (auto-replies, unrouted, broken), not only "
+                   "those read as no request.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000),
+              help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@config_option
+def messages_list(every: bool, limit: int, as_json: bool) -> None:
+    """List incoming mail that opened no case, newest first."""
+    from . import intake
+
+    with store_session(write=False) as (_conf, session):
+        found = [{"id": m.id, "received_at": m.received_at.isoformat(), "status": m.status,
+                  "reason": m.auto or (m.error or "").split(":")[0] or None,
+                  "from": m.envelope_from, "subject": m.subject or ""}
+                 for m in intake.set_aside(session, reason=None if every else intake.NOT_A_REQUEST,
+                                           limit=limit)]
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        click.echo("no messages")
+        return
+    rows = [[str(m["id"]), m["received_at"][:16].replace("T", " "), m["status"], m["reason"] or "-",
+             m["from"] or "-", m["subject"][:60]] for m in found]
+    click.echo(table(rows, ["ID", "RECEIVED (UTC)", "STATUS", "REASON", "FROM", "SUBJECT"]))
+
+
+@messages.command("open")
+@click.argument("message_id", type=int)
+@click.option("--intent", "intents", multiple=True, type=click.Choice(INTENTS),
+              help="What the person asked for (repeatable); without it the case opens unclear.")
+@_by_option
+@_now_option
+@config_option
+def messages_open(message_id: int, intents: tuple[str, ...], by: str, now_text: str | None) -> None:
+    """Open a case from a message that opened none (a request the classifier missed): the
+    deadline runs from when the mail reached us and the requester gets the receipt."""
+    from . import intake
+
+    now = parse_moment(now_text, "--now")
+    checked_settings()
+    with store_session() as (conf, session):
+        case = intake.open_from_message(session, conf, message_id, by,
+                                        list(intents) or None, now=now)
+        summary = case_engine.case_summary(case)
+    click.echo(f"{summary['ref']} opened ({summary['state']}) from message {message_id}, "
+               f"due {summary['due'] or 'at verification'}")
+
+
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a forward path
 MAX_NAME_CHARS = 200
 MAX_REQUEST_CHARS = 20_000

@@ -13,8 +13,11 @@ the row no longer `stored`. Either way a message is handled by one worker at a t
 For each message: parse (never raises); auto-replies, bounces and list mail are marked and never
 answered; the organisation is found by the envelope recipients, then To/Cc; a follow-up joins its
 case (Message-ID seen before, In-Reply-To, References newest first, a case reference in the
-subject or body); anything else opens a case through `workflow.open_request`, which queues the
-acknowledgement. A message that fails is marked `failed` with the error's class (never its
+subject or body); a message the classifier is sure is no request (no request cue in any
+language, or an order confirmation, a newsletter, phishing) is kept and marked `ignored` with
+`auto = not-a-request`, without a case or a receipt (`dsr messages` lists them and opens a case
+from one); anything else, a request or possibly one, opens a case through
+`workflow.open_request`, which queues the acknowledgement. A message that fails is marked `failed` with the error's class (never its
 text, which may quote the mail) and kept for a person; the worker goes on with the next.
 """
 
@@ -53,6 +56,8 @@ log = logging.getLogger("dsr.intake")
 
 STORED, PROCESSING, PROCESSED = "stored", "processing", "processed"
 IGNORED, DUPLICATE, FAILED = "ignored", "duplicate", "failed"
+# `messages.auto` of a message the classifier is sure asks for nothing (no cue of any request).
+NOT_A_REQUEST = "not-a-request"
 MAX_SUBJECT_CHARS = 2_000
 MAX_TEXT_CHARS = 100_000
 
@@ -202,18 +207,74 @@ def handle(session: Session, settings: Settings, message: Message,
         message.status, message.auto = IGNORED, "own-address"
         session.add(message)
         return Outcome(message.id, IGNORED, "auto:own-address")
+    understood = prepared.understood(org) if prepared is not None else None
+    if understood is None:
+        understood = understand_text(mail.text, subject=mail.subject, default_language=org.language)
+    if not understood.possible_request:
+        # Certainly no data-subject request (an order, a delivery notice, a newsletter footer,
+        # phishing, nothing that reads as a request in any language): kept, no case and no
+        # receipt; `dsr messages` lists it and opens a case from it when a person judges otherwise.
+        message.status, message.auto = IGNORED, NOT_A_REQUEST
+        session.add(message)
+        return Outcome(message.id, IGNORED, f"auto:{NOT_A_REQUEST}")
     backfilled = message.channel == Channel.IMPORT.value
     case = workflow.open_request(
         session, settings, org_id=org.id, channel="email", received_at=message.received_at,
         requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
         body=mail.text, message=message, acknowledge=not backfilled, now=moment,
-        understood=prepared.understood(org) if prepared is not None else None,
+        understood=understood,
     )
     if backfilled:
         workflow.acknowledge_backfilled(session, settings, case, now=moment, message=message)
     message.status = PROCESSED
     session.add(message)
     return Outcome(message.id, PROCESSED, "opened", case.ref)
+
+
+def set_aside(session: Session, *, reason: str | None = NOT_A_REQUEST, limit: int = 100
+              ) -> list[Message]:
+    """Incoming messages that opened no case, newest first: those the classifier was sure
+    asked for nothing (`reason` not-a-request), or with `reason=None` every ignored and
+    failed one (auto-replies, our own address, unrouted, broken), for a person to look over."""
+    query = select(Message).where(Message.direction == "in", Message.case_id.is_(None))
+    if reason is None:
+        query = query.where(Message.status.in_((IGNORED, FAILED)))
+    else:
+        query = query.where(Message.status == IGNORED, Message.auto == reason)
+    return list(session.execute(query.order_by(Message.id.desc()).limit(limit)).scalars())
+
+
+def open_from_message(session: Session, settings: Settings, message_id: int, actor: str,
+                      intents: list[str] | None = None, now: datetime | None = None) -> Case:
+    """A person judged a set-aside message a request after all: its case opens as if the
+    worker had opened it (the deadline runs from when the mail reached us, the requester gets
+    the receipt), with the intents the person named or else as unclear."""
+    message = session.get(Message, message_id)
+    if message is None or message.direction != "in":
+        raise cases.CaseNotFound(f"no incoming message {message_id}")
+    if message.case_id is not None:
+        raise cases.CaseError(f"message {message_id} already belongs to a case")
+    if message.status not in (IGNORED, FAILED):
+        raise cases.CaseError(f"message {message_id} is {message.status}: the worker decides it")
+    mail = parse_mail(message.raw)
+    org, _address = route(settings, message, mail)
+    if org is None:
+        raise cases.CaseError(f"message {message_id} was not sent to any organisation's address")
+    requester = mail.from_addr or (message.envelope_from or "").lower() or None
+    moment = now or utcnow()
+    backfilled = message.channel == Channel.IMPORT.value
+    case = workflow.open_request(
+        session, settings, org_id=org.id, channel="email", received_at=message.received_at,
+        requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
+        body=mail.text[:MAX_TEXT_CHARS], intents=intents or None, actor=actor, message=message,
+        acknowledge=not backfilled, now=moment)
+    if backfilled:
+        workflow.acknowledge_backfilled(session, settings, case, now=moment, message=message)
+    cases.record_event(session, case, actor, "opened_from_message", message=message.id,
+                       set_aside_as=message.auto or message.status)
+    message.status, message.processed_at = PROCESSED, moment
+    session.add(message)
+    return case
 
 
 # -- batches ------------------------------------------------------------------------------------

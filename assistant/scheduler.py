@@ -738,8 +738,15 @@ def build_digest(session: Session, settings: Settings, now: datetime | None = No
     # Most urgent organisation first: overdue, then due soon.
     ordered = sorted(orgs.values(), key=lambda e: (-len(e["overdue"]), -len(e["due_soon"]),
                                                   e["name"]))
+    # The safety net of recall first: mail read as certainly no request opened no case; a
+    # manager sees how many, and `dsr messages list` shows which.
+    set_aside = session.execute(text(
+        "SELECT COUNT(*) FROM messages WHERE status = 'ignored' AND auto = 'not-a-request'"
+        " AND case_id IS NULL AND received_at >= :since AND received_at <= :now"
+    ), {"since": since.astimezone(timezone.utc).replace(tzinfo=None),
+        "now": moment.astimezone(timezone.utc).replace(tzinfo=None)}).scalar_one()
     return {"today": today, "since": since.astimezone(OSLO).date(), "horizon": DIGEST_HORIZON,
-            "orgs": ordered, "total": total}
+            "orgs": ordered, "total": total, "set_aside": set_aside}
 
 
 def _median(values: list[int]) -> float | int | None:
@@ -791,6 +798,10 @@ def digest_blocks(digest: dict[str, Any], subject: str) -> list[dict[str, Any]]:
             {"type": "mrkdwn", "text": f"*Awaiting ID*\n{len(t['awaiting'])}"},
         ]},
     ]
+    if digest.get("set_aside"):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                       f"Read as no request since {digest['since']}, kept without a case: "
+                       f"{digest['set_aside']} (`dsr messages list`)"}]})
     for org in digest["orgs"]:
         lines = [f"*{org['name']}*: {org['open_total']} open, answered {org['answered']}"
                  + (f" (median {org['median_days']} days)" if org["median_days"] is not None else "")]

@@ -122,6 +122,8 @@ class EventKind(StrEnum):
     CODE_RESENT = "code_resent"
     VERIFICATION_FAILED = "verification_failed"  # a wrong, expired or misdirected code
     MESSAGE_LINKED = "message_linked"  # a follow-up mail joined its case
+    # Staff opened the case from a mail that had opened none (`dsr messages open`).
+    OPENED_FROM_MESSAGE = "opened_from_message"
     INTENT_ADDED = "intent_added"  # a follow-up asked for something more
     MAIL_SENT = "mail_sent"  # the relay (or the Maildir) took a mail about the case
     ANSWERED = "answered"  # the approved reply was delivered

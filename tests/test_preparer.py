@@ -103,8 +103,10 @@ def test_a_message_decided_meanwhile_by_another_worker_is_not_decided_twice(tmp_
         preparer.close()
     with session_scope(engine, write=False) as session:
         opened = session.execute(select(Case.id)).all()
-    auto = sum(1 for n in range(96) if n % 9 == 4)
-    assert len(opened) == 96 - auto
+    # Auto-replies and the order confirmation (certainly no request) open no case.
+    kept_out = sum(1 for n in range(96)
+                   if n % 9 == 4 or BODIES[n % len(BODIES)].startswith("Takk for bestillingen"))
+    assert len(opened) == 96 - kept_out
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
