@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr, make_msgid
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -738,15 +739,32 @@ def build_digest(session: Session, settings: Settings, now: datetime | None = No
     # Most urgent organisation first: overdue, then due soon.
     ordered = sorted(orgs.values(), key=lambda e: (-len(e["overdue"]), -len(e["due_soon"]),
                                                   e["name"]))
-    # The safety net of recall first: mail read as certainly no request opened no case; a
-    # manager sees how many, and `dsr messages list` shows which.
-    set_aside = session.execute(text(
-        "SELECT COUNT(*) FROM messages WHERE status = 'ignored' AND auto = 'not-a-request'"
+    by_org = _set_aside(session, settings, since, moment)
+    return {"today": today, "since": since.astimezone(OSLO).date(), "horizon": DIGEST_HORIZON,
+            "orgs": ordered, "total": total, "set_aside": sum(by_org.values()),
+            "set_aside_by_org": by_org}
+
+
+def _set_aside(session: Session, settings: Settings, since: datetime, moment: datetime
+               ) -> dict[str | None, int]:
+    """The safety net of recall first: mail read as certainly no request opened no case; each
+    organisation's managers see how many reached them in the period (`dsr messages list` shows
+    which). The organisation as intake found it: the envelope, else the To and Cc headers."""
+    counts: dict[str | None, int] = {}
+    rows = session.execute(text(
+        "SELECT envelope_to, raw FROM messages WHERE status = 'ignored' AND auto = 'not-a-request'"
         " AND case_id IS NULL AND received_at >= :since AND received_at <= :now"
     ), {"since": since.astimezone(timezone.utc).replace(tzinfo=None),
-        "now": moment.astimezone(timezone.utc).replace(tzinfo=None)}).scalar_one()
-    return {"today": today, "since": since.astimezone(OSLO).date(), "horizon": DIGEST_HORIZON,
-            "orgs": ordered, "total": total, "set_aside": set_aside}
+        "now": moment.astimezone(timezone.utc).replace(tzinfo=None)}).all()
+    for envelope, raw in rows:
+        addresses = json.loads(envelope or "[]")
+        if not any(settings.organization_for_address(a) for a in addresses):
+            headers = BytesHeaderParser().parsebytes(bytes(raw))
+            addresses = [a for _, a in getaddresses(headers.get_all("To", []) + headers.get_all("Cc", []))]
+        org = next((o for o in map(settings.organization_for_address, addresses) if o), None)
+        key = org.id if org is not None else None
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _median(values: list[int]) -> float | int | None:
@@ -774,7 +792,8 @@ def _scoped(digest: dict[str, Any], org_id: str | None) -> dict[str, Any]:
     orgs = [o for o in digest["orgs"] if o["id"] == org_id]
     total = orgs[0] if orgs else {"open_total": 0, "overdue": [], "due_soon": [],
                                   "awaiting": [], "answered": 0, "median_days": None}
-    return {**digest, "orgs": orgs, "total": total, "scope": orgs[0]["name"] if orgs else None}
+    return {**digest, "orgs": orgs, "total": total, "scope": orgs[0]["name"] if orgs else None,
+            "set_aside": digest.get("set_aside_by_org", {}).get(org_id, 0)}
 
 
 def render_digest(digest: dict[str, Any], language: str = "en", org_id: str | None = None

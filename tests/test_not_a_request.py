@@ -126,3 +126,19 @@ def test_the_managers_digest_counts_what_was_set_aside(tmp_path):
                  if m["subject"] == "Pakke")
     run(tmp_path, "messages", "open", str(order["id"]), "--by", "kari")
     assert "lagret uten sak: 1 " in run(tmp_path, "digest", "--print")
+
+
+def test_each_organisations_managers_see_only_their_own_count(tmp_path):
+    from assistant import scheduler
+    from assistant.config import load_settings
+
+    imported(tmp_path)
+    settings = load_settings(None)
+    engine = open_store(f"sqlite:///{tmp_path}/dsr.db")
+    with session_scope(engine, write=False) as session:
+        digest = scheduler.build_digest(session, settings)
+    assert digest["set_aside_by_org"] == {"branninfo": 2}
+    _, branninfo, _ = scheduler.render_digest(digest, "en", "branninfo")
+    _, bagges, html = scheduler.render_digest(digest, "en", "bagges")
+    assert "kept without a case: 2" in branninfo
+    assert "kept without a case" not in bagges and "kept without a case" not in html
