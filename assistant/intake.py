@@ -29,6 +29,7 @@ import os
 import re
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -377,12 +378,29 @@ def _handle_alone(session: Session, settings: Settings, message: Message, now: d
     except OperationalError:
         raise  # the database itself: the whole batch rolls back, every message stays stored
     except Exception as exc:  # noqa: BLE001
-        reason = f"{type(exc).__module__}.{type(exc).__name__}"
+        reason = failure_reason(exc)
         session.execute(text(
             "UPDATE messages SET status = :failed, error = :error, processed_at = :at WHERE id = :id"
         ), {"failed": FAILED, "error": reason[:500], "id": message_id,
             "at": datetime.now(timezone.utc).replace(tzinfo=None)})
         return Outcome(message_id, FAILED, f"error:{type(exc).__name__}", error=reason)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a person needs to find why a message failed, and nothing from the message: the
+    error's class, the database's error code (SQLSTATE, or SQLite's error name) and where in
+    dsr it was raised. Never the error's text, which may quote the mail or a statement's values."""
+    reason = f"{type(exc).__module__}.{type(exc).__name__}"
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    if code:
+        reason += f" [{code}]"
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if f"{os.sep}assistant{os.sep}" in f.filename]
+    if ours:
+        where = ours[-1]
+        reason += f" at {where.filename.rsplit(os.sep + 'assistant' + os.sep, 1)[-1]}:{where.lineno}"
+    return reason
 
 
 def process_batch(engine: Engine, settings: Settings, now: datetime | None = None,

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from mailservers import Sink, code_in, free_port, reply_to, request, send
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from assistant import cases, intake, workflow
@@ -466,7 +466,9 @@ def test_a_message_that_fails_is_kept_as_failed_and_the_worker_goes_on(
         rows = list(session.execute(select(Message).where(Message.direction == "in")
                                     .order_by(Message.id)).scalars())
     assert [r.status for r in rows] == ["failed", "processed"]
-    assert rows[0].error == "builtins.ValueError"  # the class, never the text
+    # The class and where it was raised, never the text (it quoted an address).
+    assert rows[0].error.startswith("builtins.ValueError at intake.py:")
+    assert "ola@example.no" not in rows[0].error and "boom" not in rows[0].error
     assert len(all_cases(engine)) == 1
 
 
@@ -507,3 +509,20 @@ def test_without_a_relay_mail_goes_to_the_maildir(db_url, monkeypatch, tmp_path)
     assert box.get_message(key)["Auto-Submitted"] == "auto-replied"
     with Session(engine) as session:
         assert [r.state for r in session.execute(select(Outbox)).scalars()] == ["sent"]
+
+
+def test_a_database_refusal_names_its_error_code_and_never_the_values():
+    """A failed message's reason must let a person find the cause (a flaky DataError once
+    said only its class): the database's error code, not its text, which quotes the values."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import IntegrityError
+
+    db = create_engine("sqlite://")
+    with db.begin() as conn:
+        conn.execute(text("CREATE TABLE t (address TEXT UNIQUE)"))
+        conn.execute(text("INSERT INTO t VALUES ('kari@example.no')"))
+    with pytest.raises(IntegrityError) as caught, db.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES ('kari@example.no')"))
+    reason = intake.failure_reason(caught.value)
+    assert reason.startswith("sqlalchemy.exc.IntegrityError [SQLITE_CONSTRAINT_UNIQUE]")
+    assert "kari" not in reason
