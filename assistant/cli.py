@@ -879,7 +879,7 @@ def messages_list(every: bool, limit: int, as_json: bool) -> None:
     with store_session(write=False) as (_conf, session):
         found = [{"id": m.id, "received_at": m.received_at.isoformat(), "status": m.status,
                   "reason": m.auto or (m.error or "").split(":")[0] or None,
-                  "from": m.envelope_from, "subject": m.subject or ""}
+                  "from": intake.sender_of(m), "subject": m.subject or ""}
                  for m in intake.set_aside(session, reason=None if every else intake.NOT_A_REQUEST,
                                            limit=limit)]
     if as_json:

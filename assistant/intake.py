@@ -32,6 +32,8 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from functools import lru_cache
 from typing import Any
 
@@ -243,6 +245,17 @@ def set_aside(session: Session, *, reason: str | None = NOT_A_REQUEST, limit: in
     else:
         query = query.where(Message.status == IGNORED, Message.auto == reason)
     return list(session.execute(query.order_by(Message.id.desc()).limit(limit)).scalars())
+
+
+def sender_of(message: Message) -> str | None:
+    """The From address of a stored message (headers only), else the SMTP envelope sender:
+    imported and IMAP mail has no envelope sender."""
+    headers = BytesHeaderParser().parsebytes(bytes(message.raw))
+    try:
+        found = [address for _, address in getaddresses(headers.get_all("From", [])) if "@" in address]
+    except (TypeError, ValueError, IndexError):
+        found = []
+    return (found[0].lower() if found else None) or message.envelope_from
 
 
 def open_from_message(session: Session, settings: Settings, message_id: int, actor: str,

@@ -82,6 +82,7 @@ def test_staff_list_what_was_set_aside_and_open_a_case_from_it_once(tmp_path):
     assert ORDER_QUESTION not in json.dumps(listed), \
         "the list shows subjects, never bodies"
     order = next(m for m in listed if m["subject"] == "Pakke")
+    assert order["from"] == "ola@example.no", "imported mail has no envelope: the From header"
 
     out = run(tmp_path, "messages", "open", str(order["id"]), "--intent", "access", "--by", "kari")
     ref = out.split()[0]
