@@ -77,6 +77,53 @@ def test_a_script_the_product_cannot_read_goes_to_triage_with_its_name(text: str
     assert script in result.triage
 
 
+@pytest.mark.parametrize("text,script", [
+    ("请删除我的个人数据", "Chinese"),
+    ("個人情報を削除してください", "Japanese"),
+    ("제 개인정보를 삭제해 주세요", "Korean"),
+])
+def test_a_short_message_in_a_script_of_few_letters_still_goes_to_triage(text: str, script: str) -> None:
+    """Nine Chinese characters are a whole request: a script counts when it is most of the letters."""
+    result = understand_text(text)
+    assert not result.intents and result.unclear, result.explain()
+    assert script in result.triage
+    assert result.language == "und", "not the organisation's language, which they did not write in"
+
+
+@pytest.mark.parametrize("text", [
+    "Xin chào, tôi muốn biết công ty lưu những thông tin gì về tôi. Cảm ơn nhiều.",
+    "Jó napot! Szeretném tudni, milyen adatokat tárolnak rólam. Köszönöm szépen.",
+    "Hei, haluaisin tietää, mitä tietoja teillä on minusta tallennettuna. Kiitos.",
+    "Tere, palun kustutage minu andmed teie süsteemist võimalikult kiiresti. Aitäh.",
+    "Habari, tafadhali futa taarifa zangu binafsi kutoka kwenye mfumo wenu. Asante sana.",
+    "Labdien, lūdzu, izdzēsiet manus personas datus no jūsu sistēmas. Paldies jums.",
+])
+def test_a_latin_script_language_the_product_does_not_read_goes_to_a_person(text: str) -> None:
+    """Vietnamese, Hungarian, Finnish, Estonian, Swahili, Latvian: no profile names them and no
+    lexicon reads them, so "no cue found" means nothing: a person looks, and the receipt is in
+    English."""
+    result = understand_text(text, default_language="nb")
+    assert result.possible_request and result.unclear, result.explain()
+    assert "does not read" in result.triage and result.language == "und"
+
+
+@pytest.mark.parametrize("text", [
+    "Hei, når kommer pakken min? Jeg bestilte to røykvarslere for en uke siden.",
+    "Hej, när kommer mitt paket? Jag beställde en brandfilt förra veckan.",
+    "Hi, when will my parcel arrive? I ordered two smoke alarms a week ago.",
+    "Wann kommt meine Bestellung? Ich habe vor zwei Wochen zwei Feuerlöscher bestellt.",
+])
+def test_an_order_question_in_a_language_we_read_stays_no_request(text: str) -> None:
+    result = understand_text(text)
+    assert not result.possible_request, result.explain()
+
+
+def test_a_receipt_to_someone_whose_language_is_undetermined_is_in_english() -> None:
+    from assistant.drafting import reply_language
+
+    assert reply_language("und") == "en"
+
+
 def test_an_order_in_a_language_with_a_lexicon_is_no_request() -> None:
     for text in ("Здравствуйте, хочу заказать тормозные колодки для Volvo V70 2012. Есть в наличии?",
                  "مرحبا، متى يصل الطلب رقم 4410؟ شكرا"):

@@ -102,7 +102,17 @@ _SCRIPT_OF = [(name, re.compile("[" + r + "]")) for name, r in SCRIPTS]
 # Below this language confidence a Cyrillic text may be Bulgarian, Serbian or Belarusian, not
 # the Russian or Ukrainian the lexicons read.
 SURE_OF_SCRIPT_LANGUAGE = 0.5
+# Below this the language profiles found too little to name a language: the message's language
+# is the organisation's default only as a fallback.
+SURE_TO_NAME = 0.3
 UNREAD_SCRIPT_LETTERS = 12  # this many letters of such a script make a message "written in it"
+# ... or this many when they are most of its letters: a Chinese or Japanese sentence is a few
+# characters ("请删除我的个人数据" is nine).
+FEW_SCRIPT_LETTERS = 4
+# The language of a message written in a script or language the product cannot name (an ISO
+# 639-2 code, "undetermined"): its reply is in English (drafting.reply_language), never in the
+# organisation's default language, which the sender did not write in.
+UNDETERMINED = "und"
 # Nested sections of intents/compose.toml: [action.<intent>] and [object.<intent>|any].
 COMPOSED_SECTIONS = ("action", "object")
 ACTION = "action:"  # cue.intent prefix of an action word ("action:erasure")
@@ -879,6 +889,8 @@ def read(body: str, subject: str = "", default_language: str = "nb", *,
     unclear = not chosen and not not_request and any(s.confidence >= SIGNAL for s in results)
     triage = "" if chosen or unclear or not_request else _triage_reason(
         hits, raw, text, language, language_confidence, lexicon.languages)
+    if triage.startswith("written in") and language_confidence < SURE_TO_NAME:
+        language = UNDETERMINED  # the profiles did not find it: the default would be a guess
     lookalikes = frozenset(hit[0].intent for hit in hits
                            if hit[0].weight <= FIRM_LOOKALIKE and hit[0].intent in _LOOKALIKE_SECTIONS)
     operator_intents = frozenset(
@@ -925,7 +937,9 @@ def _triage_reason(hits: list[_Hit], raw: dict[str, float], text: str, language:
     if weak:
         return "weak " + "/".join(weak) + " cue below the threshold"
     letters = UNREAD_SCRIPTS.findall(text, 0, 4000)
-    if len(letters) >= UNREAD_SCRIPT_LETTERS:
+    if len(letters) >= UNREAD_SCRIPT_LETTERS or (
+            len(letters) >= FEW_SCRIPT_LETTERS
+            and 2 * len(letters) > sum(ch.isalpha() for ch in text[:4000])):
         sample = "".join(letters)
         script = max(_SCRIPT_OF, key=lambda s: len(s[1].findall(sample)))[0]
         if (language not in SCRIPT_LANGUAGES.get(script, ()) or language not in languages

@@ -129,6 +129,12 @@ class LearnedModel:
         found.discard(None)
         return sorted(found)
 
+    def known_words(self, words: Sequence[str]) -> int:
+        """How many of these folded words the model learned a weight for (seen in at least two
+        labelled messages): few means a language the product does not read."""
+        by_word = self._by_kind[0]
+        return sum(1 for word in words if word in by_word)
+
     def probabilities(self, subject: str, text: str, words: list[str] | None = None
                       ) -> dict[str, float]:
         """Per intent, the model's probability that the message asks for it. `words`, if given,
