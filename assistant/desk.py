@@ -56,6 +56,7 @@ def desk_view(session: Session, settings: Settings, ref: str) -> dict[str, Any]:
                 "created_at": d["created_at"], "decided_by": d["decided_by"],
                 "edited": d["edited"], "reason": d["reason"]}
                for d in drafts if d["id"] not in shown_ids]
+    found, triage = workflow.reading(session, case)
     return {
         "case": cases.case_summary(case),
         "case_id": case.id,
@@ -63,7 +64,8 @@ def desk_view(session: Session, settings: Settings, ref: str) -> dict[str, Any]:
         "drafts": views,
         "erasure_tasks": details["erasure_tasks"],
         "checklists": details["checklists"],
-        "evidence": workflow.evidence(session, case),
+        "evidence": found,
+        "triage": triage,  # why a case with no intent went to a person
         "events": details["events"],
         "working_days_left": working_days_left(settings, case.due, case.state),
         "earlier": earlier,

@@ -839,12 +839,21 @@ def note_message(session: Session, ref: str, message: Message, actor: str) -> Ca
 
 def evidence(session: Session, case: Case) -> dict[str, list[str]]:
     """Per intent, the words in the request that matched it (what the reviewer is shown)."""
+    return reading(session, case)[0]
+
+
+def reading(session: Session, case: Case) -> tuple[dict[str, list[str]], str]:
+    """What the reviewer is shown of the classifier's reading: per intent the words that
+    matched it, and, for a request it found no intent in, why it still went to a person
+    ("written in Devanagari script", "request cue "gdpr" below the threshold"): the words are
+    the lexicons' and the reasons the classifier's, never the mail's own text."""
     text = _request_text(session, case)
     if not text:
-        return {}
+        return {}, ""
     result = understand_text(text, default_language=case.language or "nb")
-    return {score.intent: list(score.evidence)[:5] for score in result.scores
-            if score.evidence and score.intent in result.intents}
+    found = {score.intent: list(score.evidence)[:5] for score in result.scores
+             if score.evidence and score.intent in result.intents}
+    return found, "" if result.intents else result.triage
 
 
 def open_refs(session: Session) -> list[str]:

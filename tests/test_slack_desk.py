@@ -209,6 +209,21 @@ def test_a_verified_case_gets_its_card_and_one_approval_sends_exactly_one_thread
         assert len(replies) == 1
 
 
+def test_an_unclear_cases_card_says_why_it_went_to_a_person(
+        listener, engine, desk_settings, sender, stage, slack_api, sink):
+    """Staff triaging an unclear case see the classifier's reason (its script, a weak cue), in
+    English on the card; the case's language is undetermined, so its receipt was in English."""
+    ref = by_mail(listener, engine, desk_settings, sender, subject="",
+                  body="नमस्ते, कृपया मेरा सारा डेटा हटा दें। धन्यवाद")
+    assert case(engine, ref).unclear and case(engine, ref).language == "und"
+    receipt = next(m for m in sink.messages if ref in m["Subject"])
+    assert "We have received your request" in receipt["Subject"], receipt["Subject"]
+    assert stage.sync_once() == 1
+    sender.send_due()
+    [post_call] = slack_api.named("chat.postMessage")
+    assert "unclear (written in Devanagari script" in card_text(post_call)
+
+
 def test_someone_who_is_not_an_approver_is_refused_with_an_audit_event(
         listener, engine, desk_settings, sender, stage, slack_api):
     ref = verified_case(listener, engine, desk_settings, sender, stage)

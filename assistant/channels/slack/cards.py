@@ -89,7 +89,8 @@ def card_blocks(view: dict[str, Any], org_name: str) -> list[dict[str, Any]]:
         due += f" ({left} working days left)"
     if case["extended"]:
         due += f" · extended: {case['extension_reason'] or ''}"
-    intents = ", ".join(case["intents"]) or "unclear"
+    intents = ", ".join(case["intents"]) or (
+        f"unclear ({view['triage']})" if view.get("triage") else "unclear")
     blocks.append({"type": "section", "fields": [
         {"type": "mrkdwn", "text": f"*Requester*\n{_text(requester or 'unknown')}"},
         {"type": "mrkdwn", "text": f"*State*\n{case['state']}"},
