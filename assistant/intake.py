@@ -14,8 +14,9 @@ For each message: parse (never raises); auto-replies, bounces and list mail are 
 answered; the organisation is found by the envelope recipients, then To/Cc; a follow-up joins its
 case (Message-ID seen before, In-Reply-To, References newest first, a case reference in the
 subject or body); a message the classifier is sure is no request (no request cue in any
-language, or an order confirmation, a newsletter, phishing) is kept and marked `ignored` with
-`auto = not-a-request`, without a case or a receipt (`dsr messages` lists them and opens a case
+language, or an order confirmation, a newsletter, phishing) joins the sender's open case there
+if they have one, else is kept and marked `ignored` with `auto = not-a-request`, without a
+case or a receipt (`dsr messages` lists them and opens a case
 from one); anything else, a request or possibly one, opens a case through
 `workflow.open_request`, which queues the acknowledgement. A message that fails is marked `failed` with the error's class (never its
 text, which may quote the mail) and kept for a person; the worker goes on with the next.
@@ -134,6 +135,17 @@ _BY_MESSAGE_ID = (
 )
 
 
+def _open_case_of(session: Session, org_id: str, requester: str | None) -> Case | None:
+    """The newest case of this organisation still open for this requester's address."""
+    if not requester:
+        return None
+    with session.no_autoflush:
+        return session.execute(
+            select(Case).where(Case.org == org_id, Case.requester == requester,
+                               Case.state.not_in(tuple(cases.FINISHED_STATES)))
+            .order_by(Case.id.desc()).limit(1)).scalars().first()
+
+
 def reference_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9]){re.escape(prefix)}-(\d{{4}})-(\d{{4,}})(?![0-9])", re.I)
 
@@ -214,9 +226,19 @@ def handle(session: Session, settings: Settings, message: Message,
     if understood is None:
         understood = understand_text(mail.text, subject=mail.subject, default_language=org.language)
     if not understood.possible_request:
-        # Certainly no data-subject request (an order, a delivery notice, a newsletter footer,
-        # phishing, nothing that reads as a request in any language): kept, no case and no
-        # receipt; `dsr messages` lists it and opens a case from it when a person judges otherwise.
+        # Certainly no new data-subject request (an order, a delivery notice, a newsletter
+        # footer, phishing, nothing that reads as a request in any language). From someone with
+        # an open case here it joins that case, threaded or not ("har dere fått ID-en min?"),
+        # so staff see it; otherwise it is kept without a case or a receipt, and `dsr messages`
+        # lists it and opens a case from it when a person judges otherwise.
+        open_case = _open_case_of(session, org.id, requester)
+        if open_case is not None:
+            result = workflow.follow_up(session, settings, open_case, message, from_address=requester,
+                                        subject=mail.subject, body=mail.text,
+                                        full_text=mail.full_text, now=moment)
+            message.status = PROCESSED
+            session.add(message)
+            return Outcome(message.id, PROCESSED, f"linked:sender:{result}", open_case.ref)
         message.status, message.auto = IGNORED, NOT_A_REQUEST
         session.add(message)
         return Outcome(message.id, IGNORED, f"auto:{NOT_A_REQUEST}")

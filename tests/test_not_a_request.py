@@ -143,3 +143,18 @@ def test_each_organisations_managers_see_only_their_own_count(tmp_path):
     _, bagges, html = scheduler.render_digest(digest, "en", "bagges")
     assert "kept without a case: 2" in branninfo
     assert "kept without a case" not in bagges and "kept without a case" not in html
+
+
+def test_from_someone_with_an_open_case_it_joins_that_case_even_unthreaded(tmp_path):
+    """"Har dere fått ID-en min?" with no In-Reply-To and no reference is no new request, but
+    it is about the case the sender has open: staff must see it there, not in a side list."""
+    imported(tmp_path)
+    folder = tmp_path / "later"
+    folder.mkdir()
+    mail_file(folder, "followup", "Per <PER@example.no>", "Hei igjen", "Takk, ha en fin dag!")
+    mail_file(folder, "stranger", "eva@example.no", "Hei igjen", "Takk, ha en fin dag!")
+    run(tmp_path, "import", str(folder))
+    messages, _unclear, _receipts = rows(tmp_path)
+    request_case = messages["<request@example.no>"][2]
+    assert messages["<followup@example.no>"] == ("processed", None, request_case)
+    assert messages["<stranger@example.no>"] == ("ignored", intake.NOT_A_REQUEST, None)
