@@ -112,8 +112,11 @@ def test_a_latin_script_language_the_product_does_not_read_goes_to_a_person(text
     "Hej, när kommer mitt paket? Jag beställde en brandfilt förra veckan.",
     "Hi, when will my parcel arrive? I ordered two smoke alarms a week ago.",
     "Wann kommt meine Bestellung? Ich habe vor zwei Wochen zwei Feuerlöscher bestellt.",
+    "Bosch S4 Silver 60Ah startbatteri Volvo V70 2012 Thule WingBar Evo Castrol Edge 5W-30",
+    "Mvh Tor Olav Kristiansen Skogveien 12 Lillehammer Mobil 91234567",
 ])
 def test_an_order_question_in_a_language_we_read_stays_no_request(text: str) -> None:
+    """Names, brands and product models are no language: only lower-case words are weighed."""
     result = understand_text(text)
     assert not result.possible_request, result.explain()
 
