@@ -135,6 +135,17 @@ _BY_MESSAGE_ID = (
 )
 
 
+def _follow_up(session: Session, settings: Settings, case: Case, how: str, message: Message,
+               mail: ParsedMail, requester: str | None, moment: datetime) -> Outcome:
+    """The message joins `case` (found by `how`) through workflow.follow_up."""
+    result = workflow.follow_up(session, settings, case, message, from_address=requester,
+                                subject=mail.subject, body=mail.text, full_text=mail.full_text,
+                                now=moment)
+    message.status = PROCESSED
+    session.add(message)
+    return Outcome(message.id, PROCESSED, f"linked:{how}:{result}", case.ref)
+
+
 def _open_case_of(session: Session, org_id: str, requester: str | None) -> Case | None:
     """The newest case of this organisation still open for this requester's address."""
     if not requester:
@@ -207,12 +218,7 @@ def handle(session: Session, settings: Settings, message: Message,
     case, how = find_case(session, settings, message, mail, org)
     requester = mail.from_addr or (message.envelope_from or "").lower() or None
     if case is not None:
-        result = workflow.follow_up(session, settings, case, message, from_address=requester,
-                                    subject=mail.subject, body=mail.text,
-                                    full_text=mail.full_text, now=moment)
-        message.status = PROCESSED
-        session.add(message)
-        return Outcome(message.id, PROCESSED, f"linked:{how}:{result}", case.ref)
+        return _follow_up(session, settings, case, how, message, mail, requester, moment)
     if org is None:
         message.status, message.error = FAILED, "unrouted: no organisation address among the recipients"
         session.add(message)
@@ -233,12 +239,8 @@ def handle(session: Session, settings: Settings, message: Message,
         # lists it and opens a case from it when a person judges otherwise.
         open_case = _open_case_of(session, org.id, requester)
         if open_case is not None:
-            result = workflow.follow_up(session, settings, open_case, message, from_address=requester,
-                                        subject=mail.subject, body=mail.text,
-                                        full_text=mail.full_text, now=moment)
-            message.status = PROCESSED
-            session.add(message)
-            return Outcome(message.id, PROCESSED, f"linked:sender:{result}", open_case.ref)
+            return _follow_up(session, settings, open_case, "sender", message, mail, requester,
+                              moment)
         message.status, message.auto = IGNORED, NOT_A_REQUEST
         session.add(message)
         return Outcome(message.id, IGNORED, f"auto:{NOT_A_REQUEST}")
