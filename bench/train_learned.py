@@ -194,9 +194,37 @@ def report(sets: dict[str, list[dict]]) -> tuple[list[Scored], tuple[float, ...]
         print(f"  {name}: core {f['core']:.3f} all {f['all']:.3f} recall {f['recall']:.3f} with "
               f"triage {f['triaged']:.3f}, non-requests as requests {f['as_request']}/"
               f"{f['negatives']} (erasure {f['as_erasure']}) to triage {f['to_triage']}")
-    print(_summary("per intent", [figures(scored[n].rows, scored[n].decide(arbiters[n], best))
-                                  for n in ARBITER_SETS]))
+    decided = {n: scored[n].decide(arbiters[n], best) for n in ARBITER_SETS}
+    print(_summary("per intent", [figures(scored[n].rows, decided[n]) for n in ARBITER_SETS]))
+    print(_triage_sources([(row, d) for n in ARBITER_SETS
+                           for row, d in zip(scored[n].rows, decided[n])]))
     return list(scored.values()), best
+
+
+def _triage_source(triage: str) -> str:
+    """Which rule sent a message without intents to a person (pipeline.arbitrate, intents.read)."""
+    if triage.startswith("possibly"):
+        return "the arbiter's guess"
+    if triage.startswith("the lexicons read"):
+        return "set aside"
+    if triage.startswith("written in"):
+        return "language"
+    if "cue" in triage:
+        return "request cue"
+    return "lexicon signal below the threshold"
+
+
+def _triage_sources(decided: list[tuple[dict, Classification]]) -> str:
+    """Requests kept for a person and non-requests sent to one, by the rule that did it: what
+    each rule costs the person triaging against what it saves (the issue asks for both)."""
+    kept: dict[str, list[int]] = {}
+    for row, result in decided:
+        if result.intents or not result.unclear:
+            continue
+        counts = kept.setdefault(_triage_source(result.triage), [0, 0])
+        counts[0 if row["intents"] else 1] += 1
+    return "  to a person, by rule (requests kept / non-requests sent): " + ", ".join(
+        f"{rule} {r}/{n}" for rule, (r, n) in sorted(kept.items(), key=lambda kv: -sum(kv[1])))
 
 
 def _f_beta(tp: int, fp: int, fn: int, beta: float) -> float:
