@@ -15,11 +15,11 @@ answered; the organisation is found by the envelope recipients, then To/Cc; a fo
 case (Message-ID seen before, In-Reply-To, References newest first, a case reference in the
 subject or body); a message the classifier is sure is no request (no request cue in any
 language, or an order confirmation, a newsletter, phishing) joins the sender's open case there
-if they have one, else is kept and marked `ignored` with `auto = not-a-request`, without a
-case or a receipt (`dsr messages` lists them and opens a case
-from one); anything else, a request or possibly one, opens a case through
-`workflow.open_request`, which queues the acknowledgement. A message that fails is marked `failed` with the error's class (never its
-text, which may quote the mail) and kept for a person; the worker goes on with the next.
+if they have one, else is kept and marked `ignored` with `auto = not-a-request`, without a case
+or a receipt (`dsr messages` lists them and opens a case from one); anything else, a request or
+possibly one, opens a case through `workflow.open_request`, which queues the acknowledgement.
+A message that fails is marked `failed` with the error's class (never its text, which may quote
+the mail) and kept for a person; the worker goes on with the next.
 """
 
 from __future__ import annotations
@@ -53,15 +53,13 @@ from .store.db import session_scope
 from .store.models import Case, Message, utcnow
 from .understand.pii import mask_personal_numbers
 from .understand.pipeline import understand_text
-from .vocabulary import Channel
+from .vocabulary import NOT_A_REQUEST, Channel
 
 # Ids, references and outcomes only: never an address, a subject or a body.
 log = logging.getLogger("dsr.intake")
 
 STORED, PROCESSING, PROCESSED = "stored", "processing", "processed"
 IGNORED, DUPLICATE, FAILED = "ignored", "duplicate", "failed"
-# `messages.auto` of a message the classifier is sure asks for nothing (no cue of any request).
-NOT_A_REQUEST = "not-a-request"
 MAX_SUBJECT_CHARS = 2_000
 MAX_TEXT_CHARS = 100_000
 
@@ -146,6 +144,26 @@ def _follow_up(session: Session, settings: Settings, case: Case, how: str, messa
     return Outcome(message.id, PROCESSED, f"linked:{how}:{result}", case.ref)
 
 
+def _requester(message: Message, mail: ParsedMail) -> str | None:
+    return mail.from_addr or (message.envelope_from or "").lower() or None
+
+
+def _open(session: Session, settings: Settings, org: Organization, message: Message,
+          mail: ParsedMail, requester: str | None, moment: datetime, *, understood: Any = None,
+          intents: list[str] | None = None, actor: str = "dsr") -> Case:
+    """The message's case, received when the mail reached us; imported mail gets its receipt
+    only while still within its deadline (workflow.acknowledge_backfilled)."""
+    backfilled = message.channel == Channel.IMPORT.value
+    case = workflow.open_request(
+        session, settings, org_id=org.id, channel="email", received_at=message.received_at,
+        requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
+        body=mail.text, intents=intents, actor=actor, message=message,
+        acknowledge=not backfilled, now=moment, understood=understood)
+    if backfilled:
+        workflow.acknowledge_backfilled(session, settings, case, now=moment, message=message)
+    return case
+
+
 def _open_case_of(session: Session, org_id: str, requester: str | None) -> Case | None:
     """The newest case of this organisation still open for this requester's address."""
     if not requester:
@@ -216,7 +234,7 @@ def handle(session: Session, settings: Settings, message: Message,
             session.add(message)
             return Outcome(message.id, DUPLICATE, "duplicate", earlier.ref)
     case, how = find_case(session, settings, message, mail, org)
-    requester = mail.from_addr or (message.envelope_from or "").lower() or None
+    requester = _requester(message, mail)
     if case is not None:
         return _follow_up(session, settings, case, how, message, mail, requester, moment)
     if org is None:
@@ -244,15 +262,7 @@ def handle(session: Session, settings: Settings, message: Message,
         message.status, message.auto = IGNORED, NOT_A_REQUEST
         session.add(message)
         return Outcome(message.id, IGNORED, f"auto:{NOT_A_REQUEST}")
-    backfilled = message.channel == Channel.IMPORT.value
-    case = workflow.open_request(
-        session, settings, org_id=org.id, channel="email", received_at=message.received_at,
-        requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
-        body=mail.text, message=message, acknowledge=not backfilled, now=moment,
-        understood=understood,
-    )
-    if backfilled:
-        workflow.acknowledge_backfilled(session, settings, case, now=moment, message=message)
+    case = _open(session, settings, org, message, mail, requester, moment, understood=understood)
     message.status = PROCESSED
     session.add(message)
     return Outcome(message.id, PROCESSED, "opened", case.ref)
@@ -298,16 +308,9 @@ def open_from_message(session: Session, settings: Settings, message_id: int, act
     org, _address = route(settings, message, mail)
     if org is None:
         raise cases.CaseError(f"message {message_id} was not sent to any organisation's address")
-    requester = mail.from_addr or (message.envelope_from or "").lower() or None
     moment = now or utcnow()
-    backfilled = message.channel == Channel.IMPORT.value
-    case = workflow.open_request(
-        session, settings, org_id=org.id, channel="email", received_at=message.received_at,
-        requester=requester, requester_name=mail.from_name or None, subject=mail.subject,
-        body=mail.text[:MAX_TEXT_CHARS], intents=intents or None, actor=actor, message=message,
-        acknowledge=not backfilled, now=moment)
-    if backfilled:
-        workflow.acknowledge_backfilled(session, settings, case, now=moment, message=message)
+    case = _open(session, settings, org, message, mail, _requester(message, mail), moment,
+                 intents=intents or None, actor=actor)
     cases.record_event(session, case, actor, "opened_from_message", message=message.id,
                        set_aside_as=message.auto or message.status)
     message.status, message.processed_at = PROCESSED, moment

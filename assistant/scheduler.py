@@ -60,7 +60,7 @@ from .store.models import (
     SchedulerState,
     utcnow,
 )
-from .vocabulary import SLACK_USER_RE
+from .vocabulary import NOT_A_REQUEST, SLACK_USER_RE
 
 log = get_logger("scheduler")
 
@@ -752,9 +752,9 @@ def _set_aside(session: Session, settings: Settings, since: datetime, moment: da
     which). The organisation as intake found it: the envelope, else the To and Cc headers."""
     counts: dict[str | None, int] = {}
     rows = session.execute(text(
-        "SELECT envelope_to, raw FROM messages WHERE status = 'ignored' AND auto = 'not-a-request'"
+        "SELECT envelope_to, raw FROM messages WHERE status = 'ignored' AND auto = :reason"
         " AND case_id IS NULL AND received_at >= :since AND received_at <= :now"
-    ), {"since": since.astimezone(timezone.utc).replace(tzinfo=None),
+    ), {"reason": NOT_A_REQUEST, "since": since.astimezone(timezone.utc).replace(tzinfo=None),
         "now": moment.astimezone(timezone.utc).replace(tzinfo=None)}).all()
     for envelope, raw in rows:
         addresses = json.loads(envelope or "[]")

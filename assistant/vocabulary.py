@@ -139,6 +139,11 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"  # the case was given to a staff member (or taken back: assignee none)
 
 
+# `messages.auto` of a message the classifier is sure asks for nothing: intake sets it, the
+# digest counts it, `dsr messages` lists it.
+NOT_A_REQUEST = "not-a-request"
+
+
 class ClockMode(StrEnum):
     """Whether the deadline clock waits for ID: EU guidance is unsettled, so it is a setting
     (`cases.verification_clock`); deadlines.clock_start is the one rule that applies it."""
